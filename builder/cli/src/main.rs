@@ -1,0 +1,45 @@
+//! `vmimage`: turns recipes into Firecracker microVM images and ships them
+//! through OCI registries. Each subcommand lives in `commands/<verb>.rs`,
+//! parses its arguments, calls one library function and prints the result.
+
+mod commands;
+mod output;
+
+use clap::{Parser, Subcommand};
+
+/// Build, publish and pre-pull Firecracker microVM images.
+#[derive(Debug, Parser)]
+#[command(name = "vmimage", version, about, propagate_version = true)]
+struct Cli {
+    /// More log output (-v info, -vv debug, -vvv trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Print the result as JSON on stdout (logs and progress go to stderr).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write an ext4 image from a directory or a tar archive.
+    Mkfs(commands::mkfs::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    output::init_logging(cli.verbose);
+    let out = output::Output::new(cli.json);
+    let result = match cli.command {
+        Command::Mkfs(args) => commands::mkfs::run(args, &out),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            // `{:#}` prints the whole context chain on one line.
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! Writes ext4 filesystem images from a stream of entries, without root,
+//! mounts or e2fsprogs, and byte-for-byte deterministically.
+//!
+//! Owns: the ext4 on-disk format (`format`), block and inode layout, and the
+//! sources that feed it (a directory walk, a tar stream). Does not own: where
+//! the tree comes from (`vmimage-rootfs`) or what is done with the image.
+
+#![warn(missing_docs)]
+
+pub mod entry;
+
+pub use entry::{Content, Entry, Metadata, Node, Timestamp};
+
+/// How large the image should be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageSize {
+    /// The smallest image that holds the content, plus `headroom` bytes free.
+    Auto {
+        /// Free space to leave for the guest to write into.
+        headroom: u64,
+    },
+    /// Exactly this many bytes (rounded down to whole blocks); an error if
+    /// the content does not fit.
+    Fixed(u64),
+}
+
+/// Free space `--size auto` leaves by default: 64 MiB, enough for a guest's
+/// logs, apt lists and a language server's caches without making every
+/// image carry gigabytes of zeros (the file is sparse, but pulls and
+/// snapshots still see its length).
+pub const DEFAULT_HEADROOM: u64 = 64 << 20;
+
+/// Settings for one image. Everything that lands in the image comes from
+/// here or from the entries: nothing reads the clock or a random source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// Image size policy.
+    pub size: ImageSize,
+    /// Volume label (at most 16 bytes).
+    pub label: Vec<u8>,
+    /// Filesystem UUID; derived from the content when `None`.
+    pub uuid: Option<[u8; 16]>,
+    /// Directory hash seed; derived from the content when `None`.
+    pub hash_seed: Option<[u8; 16]>,
+    /// Clamp every timestamp to at most this (SOURCE_DATE_EPOCH); it is also
+    /// the time written into the superblock (0 when `None`).
+    pub source_date_epoch: Option<i64>,
+    /// Whether to create a jbd2 journal.
+    pub journal: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            size: ImageSize::Auto {
+                headroom: DEFAULT_HEADROOM,
+            },
+            label: Vec::new(),
+            uuid: None,
+            hash_seed: None,
+            source_date_epoch: None,
+            journal: true,
+        }
+    }
+}
