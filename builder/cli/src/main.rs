@@ -25,6 +25,18 @@ struct Cli {
 enum Command {
     /// Write an ext4 image from a directory or a tar archive.
     Mkfs(commands::mkfs::Args),
+    /// Make an OCI artifact from a kernel, a rootfs and optional snapshot/SBOM.
+    Pack(commands::pack::Args),
+    /// Copy an artifact between OCI layouts and registries.
+    Push(commands::push::Args),
+    /// Write an artifact's files (decompressed, verified) into a directory.
+    Pull(commands::pull::Args),
+    /// Show an artifact's manifest, config, layers and referrers.
+    Inspect(commands::inspect::Args),
+    /// List the tags of a repository.
+    Tags(commands::tags::Args),
+    /// Tag an image with an immutable version and move channel tags; `release list`.
+    Release(commands::release::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -33,6 +45,12 @@ fn main() -> std::process::ExitCode {
     let out = output::Output::new(cli.json);
     let result = match cli.command {
         Command::Mkfs(args) => commands::mkfs::run(args, &out),
+        Command::Pack(args) => commands::pack::run(args, &out),
+        Command::Push(args) => commands::push::run(args, &out),
+        Command::Pull(args) => commands::pull::run(args, &out),
+        Command::Inspect(args) => commands::inspect::run(args, &out),
+        Command::Tags(args) => commands::tags::run(args, &out),
+        Command::Release(args) => commands::release::run(args, &out),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

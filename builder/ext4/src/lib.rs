@@ -7,9 +7,57 @@
 
 #![warn(missing_docs)]
 
+mod csum;
+mod data;
+mod dir;
 pub mod entry;
+mod error;
+mod extent;
+mod finish;
+pub mod format;
+mod inode;
+mod journal;
+mod layout;
+mod size;
+mod writer;
+mod xattr;
+
+#[cfg(test)]
+mod image_tests;
+pub mod mkfs;
+pub mod source;
 
 pub use entry::{Content, Entry, Metadata, Node, Timestamp};
+pub use error::Ext4WriteError;
+pub use writer::Ext4Writer;
+
+/// What [`Ext4Writer::finish`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ImageSummary {
+    /// Length of the image file.
+    pub size_bytes: u64,
+    /// Filesystem block size (4096).
+    pub block_size: u32,
+    /// Blocks in the filesystem (may be less than `size_bytes / block_size`
+    /// when a fixed size ends in a sliver too small for a block group).
+    pub blocks: u64,
+    /// Free blocks.
+    pub free_blocks: u64,
+    /// Inodes in the filesystem.
+    pub inodes: u32,
+    /// Free inodes.
+    pub free_inodes: u32,
+    /// Filesystem UUID, 8-4-4-4-12 hex.
+    pub uuid: String,
+    /// Block groups.
+    pub groups: u32,
+    /// Journal blocks (0 without a journal).
+    pub journal_blocks: u64,
+    /// Directory hash seed, formatted like a UUID.
+    pub hash_seed: String,
+}
+pub use mkfs::{MkfsError, MkfsProgress, Source, mkfs, mkfs_with_progress};
+pub use source::ReadSourceError;
 
 /// How large the image should be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,457 @@
+//! Installs a package set into an empty directory the way mmdebstrap does, with the tree's
+//! own dpkg doing the real work.
+//!
+//! 1. Read every `.deb`'s control file and order the set so dependencies come first
+//!    (`Pre-Depends` before `Depends`; cycles are broken deterministically, by name).
+//! 2. Hand-extract the data of the essential set (the `Essential: yes` packages and what
+//!    they depend on) so the tree has a shell, coreutils and dpkg; write an empty dpkg
+//!    database (`status`, `available`, `arch`, `info/`, `updates/`, `triggers/`,
+//!    `alternatives/`).
+//! 3. In a private mount namespace (`unshare --mount`, so every mount vanishes with the
+//!    process, even on error) mount `/proc`, `/sys`, `/dev` and the `.deb` cache read-only,
+//!    then `chroot` and run `dpkg --install --force-depends` on the essential set, then on the
+//!    rest, then `dpkg --configure --pending`. dpkg thereby writes its own database (status,
+//!    `.list`, `.md5sums`, conffiles, scripts) and runs every maintainer script exactly as it
+//!    would on a real system. `/usr/sbin/policy-rc.d` (exit 101) keeps services from starting
+//!    and is removed afterwards.
+//!
+//! Limits: root only (chroot and mounts); the tree's architecture must run on the host.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use vmimage_apt::{DebFile, parse_relations};
+
+use crate::error::{RootfsError, io_err};
+use crate::plan::PlannedPackage;
+
+/// Where the `.deb` cache is mounted inside the tree while dpkg runs.
+pub const DEB_MOUNT: &str = "/var/cache/vmimage-debs";
+/// `PATH` inside the chroot.
+pub const CHROOT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// What the installer needs to know of one `.deb`.
+#[derive(Debug, Clone)]
+pub struct DebInfo {
+    /// Package name.
+    pub name: String,
+    /// `Essential: yes`.
+    pub essential: bool,
+    /// `Pre-Depends` alternatives (names only).
+    pub pre_depends: Vec<Vec<String>>,
+    /// `Depends` alternatives (names only).
+    pub depends: Vec<Vec<String>>,
+    /// `Provides` names.
+    pub provides: Vec<String>,
+    /// The `.deb` in the cache.
+    pub path: PathBuf,
+    /// The `ar` member time of the `.deb` (dpkg-deb sets it from the package's changelog
+    /// date when built reproducibly).
+    pub mtime: i64,
+}
+
+/// Reads the control information of each planned package's `.deb`.
+pub fn read_debs(planned: &[PlannedPackage], paths: &[PathBuf]) -> Result<Vec<DebInfo>, RootfsError> {
+    use rayon::prelude::*;
+    planned
+        .par_iter()
+        .zip(paths.par_iter())
+        .map(|(p, path)| {
+            let deb = DebFile::open(path)?;
+            let control = deb.control()?.control;
+            let field = |name: &str| -> Result<Vec<Vec<String>>, RootfsError> {
+                let Some(text) = control.get(name) else {
+                    return Ok(Vec::new());
+                };
+                let rels = parse_relations(text).map_err(|e| {
+                    RootfsError::Install(format!("{} {}: {name}: {e}", p.name, p.version))
+                })?;
+                Ok(rels
+                    .into_iter()
+                    .map(|group| group.into_iter().map(|r| r.name).collect())
+                    .collect())
+            };
+            let name = control.get("Package").unwrap_or(&p.name).to_string();
+            if name != p.name {
+                return Err(RootfsError::Install(format!(
+                    "{} holds package {name:?}, but the index/lockfile said {:?}",
+                    path.display(),
+                    p.name
+                )));
+            }
+            Ok(DebInfo {
+                essential: control.get("Essential").is_some_and(|v| v.trim() == "yes"),
+                pre_depends: field("Pre-Depends")?,
+                depends: field("Depends")?,
+                provides: field("Provides")?.into_iter().flatten().collect(),
+                mtime: ar_mtime(path)?,
+                path: path.clone(),
+                name,
+            })
+        })
+        .collect()
+}
+
+/// The modification time of the first `ar` member (deb(5): 8-byte magic, then a 60-byte
+/// header whose bytes 16..28 are the decimal mtime).
+fn ar_mtime(path: &Path) -> Result<i64, RootfsError> {
+    let mut head = [0u8; 68];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .map_err(io_err(path))?;
+    let field = std::str::from_utf8(&head[8 + 16..8 + 28]).unwrap_or("").trim();
+    field.parse().map_err(|_| {
+        RootfsError::Install(format!("{}: malformed ar header mtime {field:?}", path.display()))
+    })
+}
+
+/// Indices of `debs` in install order: each package after what it (pre-)depends on, ties
+/// and cycles resolved by name order.
+pub fn install_order(debs: &[DebInfo]) -> Vec<usize> {
+    let mut by_name: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, d) in debs.iter().enumerate() {
+        by_name.insert(&d.name, i);
+    }
+    let mut providers: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, d) in debs.iter().enumerate() {
+        for v in &d.provides {
+            providers.entry(v.as_str()).or_insert(i);
+        }
+    }
+    let pick = |group: &Vec<String>| -> Option<usize> {
+        group
+            .iter()
+            .find_map(|n| by_name.get(n.as_str()).or_else(|| providers.get(n.as_str())).copied())
+    };
+    let deps: Vec<Vec<usize>> = debs
+        .iter()
+        .map(|d| d.pre_depends.iter().chain(&d.depends).filter_map(pick).collect())
+        .collect();
+    let mut state = vec![0u8; debs.len()]; // 0 new, 1 on stack, 2 done
+    let mut order = Vec::with_capacity(debs.len());
+    let mut names: Vec<usize> = (0..debs.len()).collect();
+    names.sort_by(|a, b| debs[*a].name.cmp(&debs[*b].name));
+    fn visit(i: usize, deps: &[Vec<usize>], state: &mut [u8], order: &mut Vec<usize>) {
+        if state[i] != 0 {
+            return; // done, or a cycle: the package on the stack goes first
+        }
+        state[i] = 1;
+        for &d in &deps[i] {
+            visit(d, deps, state, order);
+        }
+        state[i] = 2;
+        order.push(i);
+    }
+    for i in names {
+        visit(i, &deps, &mut state, &mut order);
+    }
+    order
+}
+
+/// The essential set: `Essential: yes` packages and everything they (pre-)depend on.
+pub fn essential_set(debs: &[DebInfo]) -> BTreeSet<usize> {
+    let by_name: BTreeMap<&str, usize> = debs.iter().enumerate().map(|(i, d)| (d.name.as_str(), i)).collect();
+    let mut providers: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, d) in debs.iter().enumerate() {
+        for v in &d.provides {
+            providers.entry(v.as_str()).or_insert(i);
+        }
+    }
+    let mut set = BTreeSet::new();
+    let mut todo: Vec<usize> = (0..debs.len()).filter(|&i| debs[i].essential).collect();
+    while let Some(i) = todo.pop() {
+        if !set.insert(i) {
+            continue;
+        }
+        for group in debs[i].pre_depends.iter().chain(&debs[i].depends) {
+            if let Some(&d) = group
+                .iter()
+                .find_map(|n| by_name.get(n.as_str()).or_else(|| providers.get(n.as_str())))
+            {
+                todo.push(d);
+            }
+        }
+    }
+    set
+}
+
+/// Installs `debs` (whose files live in `cache_dir`) into the empty directory `root`.
+pub fn install(
+    root: &Path,
+    debs: &[DebInfo],
+    architecture: &str,
+    cache_dir: &Path,
+    source_date_epoch: i64,
+) -> Result<(), RootfsError> {
+    if !debs.iter().any(|d| d.name == "dpkg") {
+        return Err(RootfsError::Install(
+            "the package set has no dpkg, so maintainer scripts cannot run: use variant minbase or essential".into(),
+        ));
+    }
+    let order = install_order(debs);
+    let essential = essential_set(debs);
+    prepare_dpkg_dirs(root, architecture)?;
+    for &i in order.iter().filter(|i| essential.contains(i)) {
+        tracing::debug!(package = %debs[i].name, "extracting");
+        extract(&debs[i], root)?;
+    }
+    let policy = root.join("usr/sbin/policy-rc.d");
+    write_file(&policy, b"#!/bin/sh\n# vmimage: no service starts during the build\nexit 101\n", 0o755)?;
+
+    let deb_arg = |i: &usize| -> String {
+        let file = debs[*i].path.file_name().unwrap_or_default().to_string_lossy();
+        format!("{DEB_MOUNT}/{file}")
+    };
+    let dpkg = ["dpkg", "--force-depends", "--force-unsafe-io", "--install"];
+    let mut first: Vec<String> = dpkg.iter().map(|s| s.to_string()).collect();
+    first.extend(order.iter().filter(|i| essential.contains(i)).map(deb_arg));
+    let mut rest: Vec<String> = dpkg.iter().map(|s| s.to_string()).collect();
+    rest.extend(order.iter().filter(|i| !essential.contains(i)).map(deb_arg));
+    let mut commands = vec![first];
+    if rest.len() > dpkg.len() {
+        commands.push(rest);
+    }
+    commands.push(["dpkg", "--force-unsafe-io", "--configure", "--pending"].map(String::from).to_vec());
+    let chroot = Chroot::new(root, source_date_epoch).with_debs(cache_dir);
+    let result = chroot.run("installing packages with dpkg", &commands);
+    // policy-rc.d is ours, not a package's: it must not ship.
+    let _ = std::fs::remove_file(&policy);
+    let _ = std::fs::remove_dir(root.join(DEB_MOUNT.trim_start_matches('/')));
+    result?;
+    let audit = chroot.output("checking the dpkg database", &["dpkg".into(), "--audit".into()])?;
+    if !audit.trim().is_empty() {
+        return Err(RootfsError::Install(format!("dpkg --audit reports problems:\n{audit}")));
+    }
+    Ok(())
+}
+
+fn prepare_dpkg_dirs(root: &Path, architecture: &str) -> Result<(), RootfsError> {
+    for d in [
+        "var/lib/dpkg/info",
+        "var/lib/dpkg/updates",
+        "var/lib/dpkg/triggers",
+        "var/lib/dpkg/alternatives",
+        "var/lib/dpkg/parts",
+        "etc/dpkg/dpkg.cfg.d",
+        "proc",
+        "sys",
+        "dev",
+        "tmp",
+    ] {
+        let p = root.join(d);
+        std::fs::create_dir_all(&p).map_err(io_err(&p))?;
+    }
+    set_mode(&root.join("tmp"), 0o1777)?;
+    write_file(&root.join("var/lib/dpkg/status"), b"", 0o644)?;
+    write_file(&root.join("var/lib/dpkg/available"), b"", 0o644)?;
+    write_file(&root.join("var/lib/dpkg/arch"), format!("{architecture}\n").as_bytes(), 0o644)?;
+    Ok(())
+}
+
+/// Unpacks a package's data tar into `root`, keeping modes, owners, xattrs, hard links and
+/// symlinks.
+fn extract(deb: &DebInfo, root: &Path) -> Result<(), RootfsError> {
+    let file = DebFile::open(&deb.path)?;
+    let mut archive = file.data()?;
+    archive.set_preserve_permissions(true);
+    archive.set_preserve_ownerships(true);
+    archive.set_preserve_mtime(true);
+    archive.set_unpack_xattrs(true);
+    archive.set_overwrite(true);
+    archive
+        .unpack(root)
+        .map_err(|e| RootfsError::Install(format!("extracting {}: {e}", deb.name)))
+}
+
+pub(crate) fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<(), RootfsError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    }
+    std::fs::write(path, data).map_err(io_err(path))?;
+    set_mode(path, mode)
+}
+
+pub(crate) fn set_mode(path: &Path, mode: u32) -> Result<(), RootfsError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io_err(path))
+}
+
+/// Runs commands chrooted into a tree, with `/proc`, `/sys` and `/dev` mounted in a private
+/// mount namespace that dies with the command.
+pub struct Chroot<'a> {
+    root: &'a Path,
+    debs: Option<&'a Path>,
+    env: Vec<(String, String)>,
+}
+
+impl<'a> Chroot<'a> {
+    /// A chroot into `root` with a clean, reproducible environment.
+    pub fn new(root: &'a Path, source_date_epoch: i64) -> Chroot<'a> {
+        let env = [
+            ("PATH", CHROOT_PATH.to_string()),
+            ("HOME", "/root".into()),
+            ("LC_ALL", "C.UTF-8".into()),
+            ("DEBIAN_FRONTEND", "noninteractive".into()),
+            ("DEBCONF_NONINTERACTIVE_SEEN", "true".into()),
+            ("SOURCE_DATE_EPOCH", source_date_epoch.to_string()),
+        ];
+        Chroot {
+            root,
+            debs: None,
+            env: env.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+        }
+    }
+
+    /// Also mounts `dir` read-only at [`DEB_MOUNT`].
+    pub fn with_debs(mut self, dir: &'a Path) -> Chroot<'a> {
+        self.debs = Some(dir);
+        self
+    }
+
+    fn script(&self, commands: &[Vec<String>]) -> String {
+        let mut s = String::from(
+            "set -e\nR=\"$1\"\n\
+             mount -t proc proc \"$R/proc\"\n\
+             mount --rbind /sys \"$R/sys\"\n\
+             mount --rbind /dev \"$R/dev\"\n",
+        );
+        if self.debs.is_some() {
+            s.push_str(&format!(
+                "mkdir -p \"$R{DEB_MOUNT}\"\nmount --bind \"$2\" \"$R{DEB_MOUNT}\"\nmount -o remount,bind,ro \"$R{DEB_MOUNT}\"\n"
+            ));
+        }
+        let env: Vec<String> = self.env.iter().map(|(k, v)| sh_quote(&format!("{k}={v}"))).collect();
+        for cmd in commands {
+            let argv: Vec<String> = cmd.iter().map(|a| sh_quote(a)).collect();
+            s.push_str(&format!("chroot \"$R\" /usr/bin/env -i {} {}\n", env.join(" "), argv.join(" ")));
+        }
+        s
+    }
+
+    fn command(&self, commands: &[Vec<String>]) -> Command {
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
+            .arg(self.script(commands))
+            .arg("vmimage-chroot")
+            .arg(self.root);
+        if let Some(d) = self.debs {
+            cmd.arg(d);
+        }
+        cmd.env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+        cmd
+    }
+
+    /// Runs `commands` in order; the first failure stops the rest.
+    pub fn run(&self, step: &str, commands: &[Vec<String>]) -> Result<(), RootfsError> {
+        self.run_all(step, commands).map(|_| ())
+    }
+
+    fn run_all(&self, step: &str, commands: &[Vec<String>]) -> Result<String, RootfsError> {
+        let mut cmd = self.command(commands);
+        tracing::debug!(step, ?commands, "running in chroot");
+        let out = cmd.output().map_err(|e| RootfsError::Command {
+            step: step.to_string(),
+            command: "unshare".into(),
+            status: e.to_string(),
+            output: String::new(),
+        })?;
+        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&out.stderr));
+        tracing::trace!(step, output = %text);
+        if !out.status.success() {
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            return Err(RootfsError::Command {
+                step: step.to_string(),
+                command: commands
+                    .iter()
+                    .map(|c| c.join(" "))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                status: out.status.to_string(),
+                output: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+            });
+        }
+        Ok(text)
+    }
+
+    /// Runs one command and returns its output.
+    pub fn output(&self, step: &str, argv: &[String]) -> Result<String, RootfsError> {
+        if argv.is_empty() {
+            return Ok(String::new());
+        }
+        self.run_all(step, &[argv.to_vec()])
+    }
+}
+
+/// Quotes `s` for a POSIX shell.
+pub(crate) fn sh_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deb(name: &str, pre: &[&str], deps: &[&[&str]], provides: &[&str], essential: bool) -> DebInfo {
+        DebInfo {
+            name: name.into(),
+            essential,
+            pre_depends: pre.iter().map(|p| vec![p.to_string()]).collect(),
+            depends: deps.iter().map(|g| g.iter().map(|s| s.to_string()).collect()).collect(),
+            provides: provides.iter().map(|s| s.to_string()).collect(),
+            path: PathBuf::new(),
+            mtime: 0,
+        }
+    }
+
+    #[test]
+    fn test_install_order_puts_dependencies_first() {
+        let debs = vec![
+            deb("app", &[], &[&["mail-transport-agent"], &["libfoo"]], &[], false),
+            deb("exim", &["libc6"], &[], &["mail-transport-agent"], false),
+            deb("libc6", &[], &[], &[], false),
+            deb("libfoo", &["libc6"], &[&["missing", "libc6"]], &[], false),
+        ];
+        let order: Vec<&str> = install_order(&debs).iter().map(|&i| debs[i].name.as_str()).collect();
+        let pos = |n: &str| order.iter().position(|x| *x == n).unwrap();
+        assert!(pos("libc6") < pos("exim"));
+        assert!(pos("exim") < pos("app"), "virtual package provider first: {order:?}");
+        assert!(pos("libfoo") < pos("app"));
+        assert_eq!(order.len(), 4);
+    }
+
+    #[test]
+    fn test_install_order_survives_cycles() {
+        let debs = vec![deb("a", &[], &[&["b"]], &[], false), deb("b", &[], &[&["a"]], &[], false)];
+        let order = install_order(&debs);
+        assert_eq!(order.len(), 2);
+    }
+
+    #[test]
+    fn test_essential_set_closes_over_dependencies() {
+        let debs = vec![
+            deb("dash", &["libc6"], &[], &[], true),
+            deb("libc6", &[], &[&["libgcc-s1"]], &[], false),
+            deb("libgcc-s1", &[], &[], &[], false),
+            deb("curl", &[], &[&["libc6"]], &[], false),
+        ];
+        let set: Vec<&str> = essential_set(&debs).iter().map(|&i| debs[i].name.as_str()).collect();
+        assert_eq!(set, vec!["dash", "libc6", "libgcc-s1"]);
+    }
+
+    #[test]
+    fn test_sh_quote_round_trips_awkward_strings() {
+        for s in ["plain", "with space", "it's", "", "$HOME;rm"] {
+            let out = Command::new("/bin/sh").arg("-c").arg(format!("printf %s {}", sh_quote(s))).output().unwrap();
+            assert_eq!(String::from_utf8(out.stdout).unwrap(), s);
+        }
+    }
+}
