@@ -13,6 +13,8 @@ PACKAGES=(
   mmdebstrap debootstrap
   # apt: local test repositories and signing
   dpkg-dev gnupg apt-utils xz-utils zstd
+  # kernel extract tests: the other bzImage payload compressors
+  lzop lz4 bzip2
   # OCI: a real registry and an independent client
   docker-registry skopeo apache2-utils openssl
   # kernels: Debian's source tarball, build tools, boot under QEMU

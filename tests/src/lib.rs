@@ -3,6 +3,10 @@
 
 #![warn(missing_docs)]
 
+pub mod aptrepo;
+pub mod proxy;
+pub mod registry;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 

@@ -25,6 +25,12 @@ struct Cli {
 enum Command {
     /// Write an ext4 image from a directory or a tar archive.
     Mkfs(commands::mkfs::Args),
+    /// Build a recipe's root filesystem as a directory or a deterministic tar.
+    Rootfs(commands::rootfs::Args),
+    /// Resolve a recipe's packages and write its lockfile (RECIPE.lock).
+    Lock(commands::lock::Args),
+    /// Build vmlinux from a kernel recipe, or extract it from a bzImage.
+    Kernel(commands::kernel::Args),
     /// Make an OCI artifact from a kernel, a rootfs and optional snapshot/SBOM.
     Pack(commands::pack::Args),
     /// Copy an artifact between OCI layouts and registries.
@@ -45,6 +51,9 @@ fn main() -> std::process::ExitCode {
     let out = output::Output::new(cli.json);
     let result = match cli.command {
         Command::Mkfs(args) => commands::mkfs::run(args, &out),
+        Command::Rootfs(args) => commands::rootfs::run(args, &out),
+        Command::Lock(args) => commands::lock::run(args, &out),
+        Command::Kernel(args) => commands::kernel::run(args, &out),
         Command::Pack(args) => commands::pack::run(args, &out),
         Command::Push(args) => commands::push::run(args, &out),
         Command::Pull(args) => commands::pull::run(args, &out),

@@ -66,7 +66,9 @@ fn is_zero(b: &[u8]) -> bool {
     // OR-fold 8-byte words (vectorizes); blocks are only 4 KiB.
     let chunks = b.chunks_exact(8);
     let tail = chunks.remainder();
-    chunks.fold(0u64, |a, c| a | u64::from_le_bytes(c.try_into().expect("8 bytes"))) == 0
+    chunks.fold(0u64, |a, c| {
+        a | u64::from_le_bytes(c.try_into().expect("8 bytes"))
+    }) == 0
         && tail.iter().all(|&x| x == 0)
 }
 
@@ -159,7 +161,8 @@ impl DataSink {
             }
             let writes = self.plan(&buf[..want], pos / BLOCK_SIZE, &mut placed.extents, &mut h);
             for w in &writes {
-                self.write(&buf[..want], w).map_err(io("writing the image"))?;
+                self.write(&buf[..want], w)
+                    .map_err(io("writing the image"))?;
             }
             pos += want as u64;
         }
@@ -168,7 +171,12 @@ impl DataSink {
     }
 
     /// Copies a large file in chunks, visiting only its data segments.
-    pub fn large_file(&mut self, src: &Path, size: u64, path: &str) -> Result<Placed, Ext4WriteError> {
+    pub fn large_file(
+        &mut self,
+        src: &Path,
+        size: u64,
+        path: &str,
+    ) -> Result<Placed, Ext4WriteError> {
         let f = File::open(src).map_err(io(format!("{path}: opening {}", src.display())))?;
         let actual = f
             .metadata()
@@ -184,19 +192,27 @@ impl DataSink {
         let mut placed = Placed::default();
         let mut h = Sha256::new();
         let mut buf = vec![0u8; CHUNK];
+        // Segments rounded out to whole blocks may touch the same block when
+        // the source filesystem has smaller blocks: never visit one twice.
+        let mut done = 0u64;
         for (seg_start, seg_end) in data_segments(&f, size) {
-            let mut pos = seg_start / BLOCK_SIZE * BLOCK_SIZE;
-            let end = seg_end.div_ceil(BLOCK_SIZE).saturating_mul(BLOCK_SIZE).min(size);
+            let mut pos = (seg_start / BLOCK_SIZE * BLOCK_SIZE).max(done);
+            let end = seg_end
+                .div_ceil(BLOCK_SIZE)
+                .saturating_mul(BLOCK_SIZE)
+                .min(size);
             while pos < end {
                 let want = (end - pos).min(CHUNK as u64) as usize;
                 f.read_exact_at(&mut buf[..want], pos)
                     .map_err(io(format!("{path}: reading {}", src.display())))?;
                 let writes = self.plan(&buf[..want], pos / BLOCK_SIZE, &mut placed.extents, &mut h);
                 for w in &writes {
-                    self.write(&buf[..want], w).map_err(io("writing the image"))?;
+                    self.write(&buf[..want], w)
+                        .map_err(io("writing the image"))?;
                 }
                 pos += want as u64;
             }
+            done = done.max(pos);
         }
         placed.digest = h.finalize().into();
         Ok(placed)
@@ -204,7 +220,10 @@ impl DataSink {
 
     /// Copies a batch of small files: parallel read, sequential allocation,
     /// parallel write. Results are in batch order.
-    pub fn batch(&mut self, files: &[(PathBuf, u64, String)]) -> Result<Vec<Placed>, Ext4WriteError> {
+    pub fn batch(
+        &mut self,
+        files: &[(PathBuf, u64, String)],
+    ) -> Result<Vec<Placed>, Ext4WriteError> {
         let contents: Vec<Result<Vec<u8>, Ext4WriteError>> = files
             .par_iter()
             .map(|(src, size, path)| read_small(src, *size, path))

@@ -47,6 +47,9 @@ pub struct DirTooLarge {
     pub leaves: usize,
 }
 
+/// A name as written into a leaf: (name, inode, file type).
+type Named<'a> = (&'a [u8], u32, u8);
+
 fn rec_len(name_len: usize) -> usize {
     (8 + name_len).div_ceil(4) * 4
 }
@@ -74,7 +77,7 @@ fn put_tail(b: &mut [u8], inode_seed: u32) {
 
 /// Writes `entries` into one leaf block; the last entry's `rec_len` runs to
 /// the tail. An empty list gives an empty-slot entry (inode 0).
-fn leaf_block(entries: &[(&[u8], u32, u8)], start: usize, mut b: Vec<u8>, seed: u32) -> Vec<u8> {
+fn leaf_block(entries: &[Named<'_>], start: usize, mut b: Vec<u8>, seed: u32) -> Vec<u8> {
     let mut off = start;
     if entries.is_empty() {
         put_entry(&mut b, off, 0, LEAF_SPACE - off, b"", 0);
@@ -102,9 +105,13 @@ pub fn build(
     hash_seed: &[u32; 4],
     inode_seed: u32,
 ) -> Result<DirBlocks, DirTooLarge> {
-    let need: usize = 24 + children.iter().map(|c| rec_len(c.name.len())).sum::<usize>();
+    let need: usize = 24
+        + children
+            .iter()
+            .map(|c| rec_len(c.name.len()))
+            .sum::<usize>();
     if need <= LEAF_SPACE {
-        let mut entries: Vec<(&[u8], u32, u8)> = vec![(b".", ino, ft::DIR), (b"..", parent, ft::DIR)];
+        let mut entries: Vec<Named<'_>> = vec![(b".", ino, ft::DIR), (b"..", parent, ft::DIR)];
         entries.extend(children.iter().map(|c| (c.name, c.ino, c.file_type)));
         let mut blocks = vec![leaf_block(&entries, 0, vec![0u8; BS], inode_seed)];
         while blocks.len() < min_blocks {
@@ -127,7 +134,7 @@ pub fn build(
     hashed.sort_by(|a, b| (a.0, a.1, a.2.name).cmp(&(b.0, b.1, b.2.name)));
 
     // Pack leaves: (dx hash of the first entry, entries).
-    let mut leaves: Vec<(u32, Vec<(&[u8], u32, u8)>)> = Vec::new();
+    let mut leaves: Vec<(u32, Vec<Named<'_>>)> = Vec::new();
     let mut used = LEAF_SPACE; // forces a first leaf
     let mut prev_hash: Option<u32> = None;
     for &(h, _, c) in &hashed {
@@ -138,7 +145,11 @@ pub fn build(
             leaves.push((dx, Vec::new()));
             used = 0;
         }
-        leaves.last_mut().expect("leaf").1.push((c.name, c.ino, c.file_type));
+        leaves
+            .last_mut()
+            .expect("leaf")
+            .1
+            .push((c.name, c.ino, c.file_type));
         used += r;
         prev_hash = Some(h);
     }
@@ -179,7 +190,12 @@ pub fn build(
             .map(|n| (leaves[n * DX_NODE_LIMIT].0, (1 + n) as u32))
             .collect()
     };
-    put_dx(&mut root, DX_ROOT_ENTRIES_OFFSET, DX_ROOT_LIMIT, &root_entries);
+    put_dx(
+        &mut root,
+        DX_ROOT_ENTRIES_OFFSET,
+        DX_ROOT_LIMIT,
+        &root_entries,
+    );
     csum::set_dx_node(inode_seed, &mut root, DX_ROOT_ENTRIES_OFFSET);
     blocks.push(root);
 
@@ -238,7 +254,9 @@ mod tests {
 
     #[test]
     fn test_htree_splits_at_block_boundary() {
-        let names: Vec<Vec<u8>> = (0..3000).map(|i| format!("file-{i:05}").into_bytes()).collect();
+        let names: Vec<Vec<u8>> = (0..3000)
+            .map(|i| format!("file-{i:05}").into_bytes())
+            .collect();
         let c: Vec<DirChild<'_>> = names
             .iter()
             .enumerate()

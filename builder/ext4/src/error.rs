@@ -84,7 +84,9 @@ pub enum Ext4WriteError {
         reason: String,
     },
     /// A directory too large for a two-level htree.
-    #[error("{path}: directory needs {leaves} blocks of names, more than a two-level htree indexes")]
+    #[error(
+        "{path}: directory needs {leaves} blocks of names, more than a two-level htree indexes"
+    )]
     DirectoryTooLarge {
         /// Directory path.
         path: String,

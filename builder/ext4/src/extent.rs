@@ -7,8 +7,7 @@ use zerocopy::byteorder::little_endian::{U16, U32};
 
 use crate::csum;
 use crate::format::{
-    BLOCK_SIZE, EXTENT_MAGIC, EXTENTS_IN_INODE, EXTENTS_PER_BLOCK, Extent, ExtentHeader,
-    ExtentIdx,
+    BLOCK_SIZE, EXTENT_MAGIC, EXTENTS_IN_INODE, EXTENTS_PER_BLOCK, Extent, ExtentHeader, ExtentIdx,
 };
 
 /// One mapped run: `len` blocks of the file from `logical` at `phys`.
@@ -130,9 +129,7 @@ pub fn push(out: &mut Vec<FileExtent>, mut logical: u64, mut phys: u64, mut n: u
         let take = n.min(32768);
         out.push(FileExtent {
             logical: logical as u32,
-            // 32768 does not fit in the u16 arithmetic above, but
-            // EXT_INIT_MAX_LEN (32768) as a u16 field is exactly 0x8000.
-            len: take as u16,
+            len: take as u16, // at most 32768 (EXT_INIT_MAX_LEN)
             phys,
         });
         logical += take;

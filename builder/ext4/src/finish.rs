@@ -29,9 +29,9 @@ use crate::format::*;
 use crate::inode::{self, InodeSpec};
 use crate::journal;
 use crate::layout::{Allocator, gdt_blocks, has_super};
+use crate::size::{SbInput, fmt_uuid};
 use crate::writer::{Ext4Writer, Kind, LOST_FOUND, NodeId, ROOT};
 use crate::xattr::{self, Placement};
-use crate::size::{SbInput, fmt_uuid};
 use crate::{ImageSize, ImageSummary};
 
 const BS: usize = BLOCK_SIZE as usize;
@@ -159,30 +159,40 @@ impl Ext4Writer {
             u[8] = (u[8] & 0x3f) | 0x80; // RFC 4122 variant
             u
         });
-        let seed_bytes = self.options.hash_seed.unwrap_or_else(|| derive(b"hash seed"));
-        let hash_seed: [u32; 4] =
-            std::array::from_fn(|i| u32::from_le_bytes(seed_bytes[i * 4..i * 4 + 4].try_into().expect("4")));
+        let seed_bytes = self
+            .options
+            .hash_seed
+            .unwrap_or_else(|| derive(b"hash seed"));
+        let hash_seed: [u32; 4] = std::array::from_fn(|i| {
+            u32::from_le_bytes(seed_bytes[i * 4..i * 4 + 4].try_into().expect("4"))
+        });
         let fs_seed = csum::fs_seed(&uuid);
 
         // 4. Directory blocks and xattr layouts.
         let mut slots = slots;
         for (k, slot) in slots.iter_mut().enumerate() {
-            let ino = if k == 0 { ROOT_INO } else { FIRST_INO + k as u32 - 1 };
+            let ino = if k == 0 {
+                ROOT_INO
+            } else {
+                FIRST_INO + k as u32 - 1
+            };
             let node = &self.nodes[slot.node];
             let path = show(&node.path);
             let mut xs = Vec::with_capacity(node.meta.xattrs.len());
             for (name, value) in &node.meta.xattrs {
-                xs.push(xattr::to_disk(name, value).map_err(|e| Ext4WriteError::Xattr {
-                    path: path.clone(),
-                    name: show(name),
-                    reason: format!("{e:?}"),
-                })?);
+                xs.push(
+                    xattr::to_disk(name, value).map_err(|e| Ext4WriteError::Xattr {
+                        path: path.clone(),
+                        name: show(name),
+                        reason: e.to_string(),
+                    })?,
+                );
             }
             xattr::sort(&mut xs);
             slot.xattr = xattr::place(&xs).map_err(|e| Ext4WriteError::Xattr {
                 path: path.clone(),
                 name: "(all)".into(),
-                reason: format!("{e:?}"),
+                reason: e.to_string(),
             })?;
             if let Kind::Dir { children } = &node.kind {
                 let kids: Vec<DirChild<'_>> = children
@@ -263,7 +273,11 @@ impl Ext4Writer {
         let sde_ts = crate::entry::Timestamp { sec: sde, nsec: 0 };
         let mut used_dirs = vec![0u32; groups as usize];
         for (k, slot) in slots.iter().enumerate() {
-            let ino = if k == 0 { ROOT_INO } else { FIRST_INO + k as u32 - 1 };
+            let ino = if k == 0 {
+                ROOT_INO
+            } else {
+                FIRST_INO + k as u32 - 1
+            };
             let pl = &lay.per_inode[k];
             let node = &self.nodes[slot.node];
             let iseed = csum::inode_seed(fs_seed, ino, 0);
@@ -442,7 +456,8 @@ impl Ext4Writer {
         let mut free_per_group = Vec::with_capacity(groups as usize);
         for g in 0..groups {
             let blocks_in = (total - g * BLOCKS_PER_GROUP).min(BLOCKS_PER_GROUP);
-            let slice = &bitmap[(g * BLOCKS_PER_GROUP / 8) as usize..((g + 1) * BLOCKS_PER_GROUP / 8) as usize];
+            let slice = &bitmap
+                [(g * BLOCKS_PER_GROUP / 8) as usize..((g + 1) * BLOCKS_PER_GROUP / 8) as usize];
             let used: u64 = slice.iter().map(|b| b.count_ones() as u64).sum();
             free_per_group.push(blocks_in - used);
         }
@@ -451,19 +466,23 @@ impl Ext4Writer {
         for g in 0..groups as usize {
             let slice = &bitmap[g * BS..(g + 1) * BS];
             block_csums.push(csum::bitmap(fs_seed, slice));
-            w.put(lay.block_bitmap[g] * BLOCK_SIZE, slice).map_err(werr())?;
+            w.put(lay.block_bitmap[g] * BLOCK_SIZE, slice)
+                .map_err(werr())?;
         }
         let mut inode_csums = Vec::with_capacity(groups as usize);
         let mut used_in_group = Vec::with_capacity(groups as usize);
         for g in 0..groups {
-            let used = (last_ino as u64).saturating_sub(g * ipg as u64).min(ipg as u64) as u32;
+            let used = (last_ino as u64)
+                .saturating_sub(g * ipg as u64)
+                .min(ipg as u64) as u32;
             used_in_group.push(used);
             let mut ib = vec![0u8; BS];
             for i in (0..used).chain(ipg..MAX_INODES_PER_GROUP) {
                 ib[(i / 8) as usize] |= 1 << (i % 8);
             }
             inode_csums.push(csum::bitmap(fs_seed, &ib[..(ipg / 8) as usize]));
-            w.put(lay.inode_bitmap[g as usize] * BLOCK_SIZE, &ib).map_err(werr())?;
+            w.put(lay.inode_bitmap[g as usize] * BLOCK_SIZE, &ib)
+                .map_err(werr())?;
         }
         w.flush().map_err(werr())?;
 
@@ -525,7 +544,8 @@ impl Ext4Writer {
             let base = g * BLOCKS_PER_GROUP * BLOCK_SIZE;
             let sb_off = if g == 0 { SUPERBLOCK_OFFSET } else { base };
             file.write_all_at(&bytes, sb_off).map_err(werr())?;
-            file.write_all_at(&gdt_bytes, base + BLOCK_SIZE).map_err(werr())?;
+            file.write_all_at(&gdt_bytes, base + BLOCK_SIZE)
+                .map_err(werr())?;
         }
         file.set_len(file_len).map_err(io("sizing the image"))?;
         file.sync_all().map_err(io("syncing the image"))?;
@@ -560,7 +580,9 @@ impl Ext4Writer {
         while q < dirs.len() {
             let d = dirs[q];
             q += 1;
-            let Kind::Dir { children } = &self.nodes[d].kind else { unreachable!() };
+            let Kind::Dir { children } = &self.nodes[d].kind else {
+                unreachable!()
+            };
             let mut subdirs = 0u32;
             for &c in children.values() {
                 let is_dir = matches!(self.nodes[c].kind, Kind::Dir { .. });

@@ -117,7 +117,10 @@ mod tests {
         let (lo, x) = encode_time(Timestamp { sec: -1, nsec: 0 });
         assert_eq!((lo, x), (u32::MAX, 0));
         // 2040 is past 2^31: epoch bit 1.
-        let (lo, x) = encode_time(Timestamp { sec: 1 << 31, nsec: 0 });
+        let (lo, x) = encode_time(Timestamp {
+            sec: 1 << 31,
+            nsec: 0,
+        });
         assert_eq!((lo, x & 3), (1 << 31, 1));
     }
 

@@ -6,7 +6,9 @@
 use zerocopy::byteorder::big_endian::U32;
 use zerocopy::{FromZeros, IntoBytes};
 
-use crate::format::{BLOCK_SIZE, JBD2_MAGIC, JBD2_MIN_JOURNAL_BLOCKS, JBD2_SUPERBLOCK_V2, JournalSuperBlock};
+use crate::format::{
+    BLOCK_SIZE, JBD2_MAGIC, JBD2_MIN_JOURNAL_BLOCKS, JBD2_SUPERBLOCK_V2, JournalSuperBlock,
+};
 
 /// Journal blocks for a filesystem of `fs_blocks` blocks, as mke2fs picks
 /// them (below 2048 blocks mke2fs makes none; we keep the kernel's minimum).

@@ -107,9 +107,7 @@ impl Allocator {
         while n > 0 {
             let (s, l) = self.run(n);
             match out.last_mut() {
-                Some(last) if last.0 + last.1 == s && last.1 + l <= EXT_INIT_MAX_LEN => {
-                    last.1 += l
-                }
+                Some(last) if last.0 + last.1 == s && last.1 + l <= EXT_INIT_MAX_LEN => last.1 += l,
                 _ => out.push((s, l)),
             }
             n -= l;

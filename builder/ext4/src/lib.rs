@@ -4,6 +4,15 @@
 //! Owns: the ext4 on-disk format (`format`), block and inode layout, and the
 //! sources that feed it (a directory walk, a tar stream). Does not own: where
 //! the tree comes from (`vmimage-rootfs`) or what is done with the image.
+//!
+//! The image ([`Ext4Writer`]): 4 KiB blocks, 256-byte inodes with
+//! nanosecond times, extents (with index levels), 64bit, flex_bg,
+//! sparse_super, large/huge files, dir_nlink, hashed directories (half-MD4,
+//! up to two htree levels), xattrs in the inode or one block,
+//! metadata_csum (crc32c) everywhere, an internal jbd2 journal sized like
+//! mke2fs's, lost+found. No resize inode, orphan file, quota or inline
+//! data. Output is sparse: all-zero blocks, unused inode-table space and
+//! the journal body are holes.
 
 #![warn(missing_docs)]
 

@@ -7,13 +7,13 @@
 use zerocopy::FromZeros;
 use zerocopy::byteorder::little_endian::{U16, U32, U64};
 
+use crate::error::Ext4WriteError;
 use crate::extent::{FileExtent, tree_blocks_needed};
 use crate::finish::{Layout, Placed, Slot, runs_to_extents, single_blocks};
 use crate::format::*;
 use crate::journal;
 use crate::layout::{Allocator, gdt_blocks, has_super};
 use crate::writer::{Ext4Writer, Kind};
-use crate::error::Ext4WriteError;
 
 /// Inputs for the superblock that `finish` computed.
 pub(crate) struct SbInput {
@@ -41,8 +41,16 @@ fn last_group_ok(total: u64) -> Result<(), u64> {
     let groups = total.div_ceil(BLOCKS_PER_GROUP);
     let last = groups - 1;
     let r = total - last * BLOCKS_PER_GROUP;
-    let min = if has_super(last) { 1 + gdt_blocks(groups) } else { 0 } + 16;
-    if r < min { Err(last * BLOCKS_PER_GROUP + min) } else { Ok(()) }
+    let min = if has_super(last) {
+        1 + gdt_blocks(groups)
+    } else {
+        0
+    } + 16;
+    if r < min {
+        Err(last * BLOCKS_PER_GROUP + min)
+    } else {
+        Ok(())
+    }
 }
 
 /// Blocks a fixed size can use: a last group too small to be worth it is
@@ -64,7 +72,14 @@ fn backup_blocks(groups: u64) -> u64 {
 
 impl Ext4Writer {
     /// Places all metadata after `data_end` for the given geometry.
-    fn plan(&self, slots: &[Slot], data_end: u64, groups: u64, ipg: u32, journal_blocks: u64) -> Layout {
+    fn plan(
+        &self,
+        slots: &[Slot],
+        data_end: u64,
+        groups: u64,
+        ipg: u32,
+        journal_blocks: u64,
+    ) -> Layout {
         let mut a = Allocator {
             next: data_end,
             region: 1 + self.gdt_reserve,
@@ -223,8 +238,7 @@ impl Ext4Writer {
         sb.s_blocks_per_group = U32::new(BLOCKS_PER_GROUP as u32);
         sb.s_clusters_per_group = U32::new(BLOCKS_PER_GROUP as u32);
         sb.s_inodes_per_group = U32::new(i.ipg);
-        sb.s_mtime = t_lo;
-        sb.s_mtime_hi = t_hi;
+        // s_mtime (last mount) stays 0: the image was never mounted.
         sb.s_wtime = t_lo;
         sb.s_wtime_hi = t_hi;
         sb.s_mkfs_time = t_lo;
@@ -244,8 +258,9 @@ impl Ext4Writer {
             compat |= Compat::HAS_JOURNAL;
         }
         sb.s_feature_compat = U32::new(compat.bits());
-        sb.s_feature_incompat =
-            U32::new((Incompat::FILETYPE | Incompat::EXTENTS | Incompat::BIT64 | Incompat::FLEX_BG).bits());
+        sb.s_feature_incompat = U32::new(
+            (Incompat::FILETYPE | Incompat::EXTENTS | Incompat::BIT64 | Incompat::FLEX_BG).bits(),
+        );
         sb.s_feature_ro_compat = U32::new(
             (RoCompat::SPARSE_SUPER
                 | RoCompat::LARGE_FILE
@@ -265,7 +280,9 @@ impl Ext4Writer {
             sb.s_journal_inum = U32::new(JOURNAL_INO);
             sb.s_jnl_backup_type = JNL_BACKUP_BLOCKS;
             for k in 0..15 {
-                sb.s_jnl_blocks[k] = U32::new(u32::from_le_bytes(ib[k * 4..k * 4 + 4].try_into().expect("4")));
+                sb.s_jnl_blocks[k] = U32::new(u32::from_le_bytes(
+                    ib[k * 4..k * 4 + 4].try_into().expect("4"),
+                ));
             }
             let size = i.journal_blocks * BLOCK_SIZE;
             sb.s_jnl_blocks[15] = U32::new((size >> 32) as u32);
@@ -284,7 +301,14 @@ impl Ext4Writer {
 /// 8-4-4-4-12 hex.
 pub(crate) fn fmt_uuid(u: &[u8; 16]) -> String {
     let h: String = u.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
 }
 
 #[cfg(test)]
@@ -301,6 +325,9 @@ mod tests {
     #[test]
     fn test_tiny_last_group_is_dropped_from_fixed_sizes() {
         assert_eq!(usable_blocks(BLOCKS_PER_GROUP + 3), BLOCKS_PER_GROUP);
-        assert_eq!(usable_blocks(2 * BLOCKS_PER_GROUP + 20), 2 * BLOCKS_PER_GROUP + 20);
+        assert_eq!(
+            usable_blocks(2 * BLOCKS_PER_GROUP + 20),
+            2 * BLOCKS_PER_GROUP + 20
+        );
     }
 }

@@ -28,13 +28,8 @@ pub(crate) type NodeId = usize;
 /// What a node is, with what `finish` needs to write it.
 #[derive(Debug)]
 pub(crate) enum Kind {
-    Dir {
-        children: BTreeMap<Vec<u8>, NodeId>,
-    },
-    File {
-        size: u64,
-        extents: Vec<FileExtent>,
-    },
+    Dir { children: BTreeMap<Vec<u8>, NodeId> },
+    File { size: u64, extents: Vec<FileExtent> },
     Symlink(Vec<u8>),
     Char(u32, u32),
     Block(u32, u32),
@@ -200,7 +195,11 @@ impl Ext4Writer {
     /// root, time `source_date_epoch` or 0). `content` must be `Some` for
     /// [`Node::File`] (exactly `size` bytes) and `None` otherwise. A
     /// duplicate path replaces the earlier entry. Errors name the path.
-    pub fn add(&mut self, entry: Entry, content: Option<Content<'_>>) -> Result<(), Ext4WriteError> {
+    pub fn add(
+        &mut self,
+        entry: Entry,
+        content: Option<Content<'_>>,
+    ) -> Result<(), Ext4WriteError> {
         let Entry {
             path,
             node,
@@ -260,7 +259,13 @@ impl Ext4Writer {
                     self.nodes[old].meta = meta;
                     return Ok(());
                 }
-                self.push(Kind::Dir { children: BTreeMap::new() }, meta, &path)
+                self.push(
+                    Kind::Dir {
+                        children: BTreeMap::new(),
+                    },
+                    meta,
+                    &path,
+                )
             }
             Node::HardLink { target } => {
                 let tcomps = components(&target)?;
@@ -347,7 +352,12 @@ impl Ext4Writer {
     }
 
     /// Finds (and with `create`, makes) the directory `parents` names.
-    fn walk(&mut self, parents: &[&[u8]], path: &[u8], create: bool) -> Result<NodeId, Ext4WriteError> {
+    fn walk(
+        &mut self,
+        parents: &[&[u8]],
+        path: &[u8],
+        create: bool,
+    ) -> Result<NodeId, Ext4WriteError> {
         let mut cur = ROOT;
         for (depth, &c) in parents.iter().enumerate() {
             let next = self.children(cur).get(c).copied();
@@ -362,7 +372,13 @@ impl Ext4Writer {
                 None if create => {
                     let meta = implicit_dir_meta(&self.options);
                     let p = parents[..=depth].join(&b'/');
-                    let n = self.push(Kind::Dir { children: BTreeMap::new() }, meta, &p);
+                    let n = self.push(
+                        Kind::Dir {
+                            children: BTreeMap::new(),
+                        },
+                        meta,
+                        &p,
+                    );
                     if let Kind::Dir { children } = &mut self.nodes[cur].kind {
                         children.insert(c.to_vec(), n);
                     }
@@ -380,7 +396,13 @@ impl Ext4Writer {
     }
 
     /// Places a file's content (now, or queued for a parallel batch).
-    fn store(&mut self, id: NodeId, size: u64, content: Content<'_>, path: String) -> Result<(), Ext4WriteError> {
+    fn store(
+        &mut self,
+        id: NodeId,
+        size: u64,
+        content: Content<'_>,
+        path: String,
+    ) -> Result<(), Ext4WriteError> {
         match content {
             Content::Path(src) if size <= BATCH_FILE_MAX => {
                 self.pending_bytes += size;
@@ -456,11 +478,23 @@ mod tests {
     #[test]
     fn test_components_reject_bad_paths() {
         assert!(components(b"a/b").is_ok());
-        assert!(matches!(components(b"/a"), Err(Ext4WriteError::InvalidPath { .. })));
-        assert!(matches!(components(b"a//b"), Err(Ext4WriteError::InvalidPath { .. })));
-        assert!(matches!(components(b"a/../b"), Err(Ext4WriteError::InvalidPath { .. })));
+        assert!(matches!(
+            components(b"/a"),
+            Err(Ext4WriteError::InvalidPath { .. })
+        ));
+        assert!(matches!(
+            components(b"a//b"),
+            Err(Ext4WriteError::InvalidPath { .. })
+        ));
+        assert!(matches!(
+            components(b"a/../b"),
+            Err(Ext4WriteError::InvalidPath { .. })
+        ));
         let long = vec![b'x'; 256];
-        assert!(matches!(components(&long), Err(Ext4WriteError::NameTooLong { .. })));
+        assert!(matches!(
+            components(&long),
+            Err(Ext4WriteError::NameTooLong { .. })
+        ));
         assert!(components(&long[..255]).is_ok());
     }
 }

@@ -11,8 +11,8 @@ use zerocopy::byteorder::little_endian::{U16, U32};
 
 use crate::csum;
 use crate::format::{
-    BLOCK_SIZE, EXTRA_ISIZE, GOOD_OLD_INODE_SIZE, INODE_SIZE, XATTR_BLOCK_HEADER_SIZE,
-    XATTR_MAGIC, XattrEntry,
+    BLOCK_SIZE, EXTRA_ISIZE, GOOD_OLD_INODE_SIZE, INODE_SIZE, XATTR_BLOCK_HEADER_SIZE, XATTR_MAGIC,
+    XattrEntry,
 };
 
 /// One attribute in on-disk form: name index, name suffix, value.
@@ -40,6 +40,23 @@ pub enum XattrProblem {
         /// Bytes needed.
         needed: usize,
     },
+}
+
+impl std::fmt::Display for XattrProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::UnknownPrefix => write!(
+                f,
+                "no ext4 name index for this prefix (user., trusted., security., system.)"
+            ),
+            Self::NameTooLong => write!(f, "name longer than 255 bytes after its prefix"),
+            Self::BadAcl => write!(f, "not a valid POSIX ACL value"),
+            Self::TooLarge { needed } => write!(
+                f,
+                "the attributes need {needed} bytes, more than one {BLOCK_SIZE}-byte block"
+            ),
+        }
+    }
 }
 
 /// Prefixes, longest first where one is a prefix of another
@@ -124,7 +141,12 @@ const IBODY_SPACE: usize = INODE_SIZE as usize - GOOD_OLD_INODE_SIZE - EXTRA_ISI
 /// Lays out `xs` (sorted) as entries + terminator in `area`, values from
 /// the end of `area` down; value offsets are relative to `base` within
 /// `area`. Returns the entry hashes, or None if they do not fit.
-fn lay_out(xs: &[DiskXattr], area: &mut [u8], entries_start: usize, base: usize) -> Option<Vec<u32>> {
+fn lay_out(
+    xs: &[DiskXattr],
+    area: &mut [u8],
+    entries_start: usize,
+    base: usize,
+) -> Option<Vec<u32>> {
     let need: usize = xs
         .iter()
         .map(|x| entry_size(x) + pad4(x.value.len()))
@@ -184,15 +206,14 @@ pub fn place(xs: &[DiskXattr]) -> Result<Placement, XattrProblem> {
         return Ok(Placement::Inode(area));
     }
     let mut b = vec![0u8; BLOCK_SIZE as usize];
-    let hashes = lay_out(xs, &mut b, XATTR_BLOCK_HEADER_SIZE, 0).ok_or_else(|| {
-        XattrProblem::TooLarge {
+    let hashes =
+        lay_out(xs, &mut b, XATTR_BLOCK_HEADER_SIZE, 0).ok_or_else(|| XattrProblem::TooLarge {
             needed: XATTR_BLOCK_HEADER_SIZE
                 + xs.iter()
                     .map(|x| entry_size(x) + pad4(x.value.len()))
                     .sum::<usize>()
                 + 4,
-        }
-    })?;
+        })?;
     b[0..4].copy_from_slice(&XATTR_MAGIC.to_le_bytes());
     b[4..8].copy_from_slice(&1u32.to_le_bytes()); // h_refcount
     b[8..12].copy_from_slice(&1u32.to_le_bytes()); // h_blocks
@@ -222,7 +243,13 @@ mod tests {
     fn test_acl_converts_to_short_entries() {
         // version 2; USER_OBJ rw; USER 1000 r; GROUP_OBJ r; MASK r; OTHER r
         let mut v = 2u32.to_le_bytes().to_vec();
-        for (tag, perm, id) in [(1u16, 6u16, u32::MAX), (2, 4, 1000), (4, 4, u32::MAX), (0x10, 4, u32::MAX), (0x20, 4, u32::MAX)] {
+        for (tag, perm, id) in [
+            (1u16, 6u16, u32::MAX),
+            (2, 4, 1000),
+            (4, 4, u32::MAX),
+            (0x10, 4, u32::MAX),
+            (0x20, 4, u32::MAX),
+        ] {
             v.extend_from_slice(&tag.to_le_bytes());
             v.extend_from_slice(&perm.to_le_bytes());
             v.extend_from_slice(&id.to_le_bytes());

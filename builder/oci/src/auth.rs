@@ -339,10 +339,18 @@ pub async fn ecr_token(
     let (user, pass) = decoded
         .split_once(':')
         .ok_or_else(|| err("authorizationToken does not decode to `AWS:<password>`".into()))?;
-    let expires_at = data
-        .expires_at()
-        .and_then(|t| SystemTime::try_from(*t).ok())
-        .unwrap_or_else(|| SystemTime::now() + Duration::from_secs(12 * 3600));
+    let twelve_hours = SystemTime::now() + Duration::from_secs(12 * 3600);
+    let expires_at = match data.expires_at().and_then(|t| SystemTime::try_from(*t).ok()) {
+        Some(t) if t > SystemTime::now() => t,
+        // Already expired on arrival (a skewed clock, or a stand-in such as
+        // moto that reports a fixed past date): use ECR's documented 12 h
+        // rather than renewing before every request.
+        Some(_) => {
+            tracing::warn!("ECR token reports a past expiry; assuming 12 h");
+            twelve_hours
+        }
+        None => twelve_hours,
+    };
     Ok(EcrToken {
         credentials: Credentials::Basic {
             username: user.to_string(),

@@ -137,8 +137,14 @@ fn ingest(layout: &Layout, src: &Path, compress: bool) -> Result<Ingested, PackE
     let mut input = fs::File::open(src).map_err(input_err)?;
     let mut raw_hasher = Sha256::new();
     let mut raw_size = 0u64;
+    let file = tmp.as_file().try_clone().map_err(|e| {
+        PackError::Transfer(TransferError::Io {
+            path: tmp.path().to_path_buf(),
+            source: e,
+        })
+    })?;
     let out = HashWriter {
-        inner: std::io::BufWriter::with_capacity(1 << 20, tmp.as_file()),
+        inner: std::io::BufWriter::with_capacity(1 << 20, file),
         hasher: Sha256::new(),
         count: 0,
     };
@@ -215,10 +221,17 @@ fn file_digest(path: &Path) -> Result<String, PackError> {
         reason: e.to_string(),
     })?;
     let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h).map_err(|e| PackError::Input {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| PackError::Input {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
     Ok(format!("sha256:{}", hex::encode(h.finalize())))
 }
 

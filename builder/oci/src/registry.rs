@@ -576,7 +576,7 @@ impl Registry {
     pub async fn tags(&self) -> Result<Vec<String>, TransferError> {
         let r = self.reference("latest");
         let resp = self
-            .retry("listing tags", |c, a| {
+            .retry("repository", |c, a| {
                 let r = r.clone();
                 async move { c.list_tags(&r, &a, None, None).await }
             })

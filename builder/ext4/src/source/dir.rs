@@ -83,11 +83,8 @@ impl DirWalk {
         let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
         // One frame per open directory: its disk path, image path, and the
         // children still to visit (sorted, reversed so `pop` yields in order).
-        let mut stack: Vec<(PathBuf, Vec<u8>, Vec<OsString>)> = vec![(
-            self.root.clone(),
-            Vec::new(),
-            sorted_children(&self.root)?,
-        )];
+        let mut stack: Vec<(PathBuf, Vec<u8>, Vec<OsString>)> =
+            vec![(self.root.clone(), Vec::new(), sorted_children(&self.root)?)];
         while let Some((dir, rel, children)) = stack.last_mut() {
             let Some(name) = children.pop() else {
                 stack.pop();

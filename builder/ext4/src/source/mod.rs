@@ -86,10 +86,7 @@ pub(crate) fn display_path(path: &[u8]) -> String {
 /// Checks every component of a normalised image path against
 /// [`MAX_NAME_LEN`]. `shown` is how the entry is named in the error.
 pub(crate) fn check_name_lengths(path: &[u8], shown: &[u8]) -> Result<(), ReadSourceError> {
-    match path
-        .split(|&b| b == b'/')
-        .find(|c| c.len() > MAX_NAME_LEN)
-    {
+    match path.split(|&b| b == b'/').find(|c| c.len() > MAX_NAME_LEN) {
         Some(c) => Err(ReadSourceError::NameTooLong {
             entry: display_path(shown),
             len: c.len(),

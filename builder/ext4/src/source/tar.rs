@@ -89,12 +89,11 @@ where
         Compression::None => read_plain(BufReader::with_capacity(256 << 10, whole), add),
         Compression::Gzip => read_plain(flate2::read::MultiGzDecoder::new(whole), add),
         Compression::Zstd => {
-            let dec = zstd::stream::read::Decoder::new(whole).map_err(|e| {
-                ReadSourceError::Corrupt {
+            let dec =
+                zstd::stream::read::Decoder::new(whole).map_err(|e| ReadSourceError::Corrupt {
                     last: String::new(),
                     source: e,
-                }
-            })?;
+                })?;
             read_plain(dec, add)
         }
     }
@@ -131,15 +130,14 @@ impl<R: Read> Read for ExactReader<'_, R> {
         if self.remaining == 0 || buf.is_empty() {
             return Ok(0);
         }
-        let max = buf.len().min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let max = buf
+            .len()
+            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
         let n = match self.inner.read(&mut buf[..max]) {
             Ok(0) => {
                 let e = io::Error::new(
                     io::ErrorKind::UnexpectedEof,
-                    format!(
-                        "file data ends {} bytes early",
-                        self.remaining
-                    ),
+                    format!("file data ends {} bytes early", self.remaining),
                 );
                 self.failed = Some(io::Error::new(e.kind(), e.to_string()));
                 return Err(e);
@@ -181,9 +179,7 @@ where
             }
         }
     };
-    let entries = archive
-        .entries()
-        .map_err(|e| stream_error(e, &last))?;
+    let entries = archive.entries().map_err(|e| stream_error(e, &last))?;
     for item in entries {
         let mut te = item.map_err(|e| stream_error(e, &last))?;
         let raw_path = te.path_bytes().into_owned();
@@ -353,9 +349,7 @@ fn to_entry<R: Read>(
     let size = te.size();
     let node = match kind {
         // Pre-POSIX archives mark directories only by a trailing slash.
-        tar::EntryType::Regular | tar::EntryType::Continuous
-            if raw_path.ends_with(b"/") =>
-        {
+        tar::EntryType::Regular | tar::EntryType::Continuous if raw_path.ends_with(b"/") => {
             Node::Directory
         }
         tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
@@ -403,7 +397,9 @@ fn to_entry<R: Read>(
         }
     };
     if path.is_empty() && node != Node::Directory {
-        return Err(unsupported("the archive root `.` is not a directory".into()));
+        return Err(unsupported(
+            "the archive root `.` is not a directory".into(),
+        ));
     }
     // A directory's trailing slash is not part of its name.
     while path.last() == Some(&b'/') {
@@ -455,7 +451,10 @@ fn parse_pax_time(text: &str) -> Option<Timestamp> {
     Some(if !neg {
         Timestamp { sec: secs, nsec }
     } else if nsec == 0 {
-        Timestamp { sec: -secs, nsec: 0 }
+        Timestamp {
+            sec: -secs,
+            nsec: 0,
+        }
     } else {
         Timestamp {
             sec: -secs - 1,
@@ -551,10 +550,18 @@ mod tests {
 
     fn sample() -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
-        b.append_data(&mut header(tar::EntryType::Directory, 0, 0o755), "./", &[][..])
-            .unwrap();
-        b.append_data(&mut header(tar::EntryType::Directory, 0, 0o755), "./etc/", &[][..])
-            .unwrap();
+        b.append_data(
+            &mut header(tar::EntryType::Directory, 0, 0o755),
+            "./",
+            &[][..],
+        )
+        .unwrap();
+        b.append_data(
+            &mut header(tar::EntryType::Directory, 0, 0o755),
+            "./etc/",
+            &[][..],
+        )
+        .unwrap();
         let mut h = header(tar::EntryType::Regular, 5, 0o4755);
         h.set_uid(1000);
         h.set_gid(100);
@@ -591,8 +598,17 @@ mod tests {
         let (hello, content) = &entries[2];
         assert_eq!(hello.node, Node::File { size: 5 });
         assert_eq!(content.as_deref(), Some(&b"world"[..]));
-        assert_eq!((hello.meta.uid, hello.meta.gid, hello.meta.mode), (1000, 100, 0o4755));
-        assert_eq!(hello.meta.mtime, Timestamp { sec: 1_700_000_000, nsec: 0 });
+        assert_eq!(
+            (hello.meta.uid, hello.meta.gid, hello.meta.mode),
+            (1000, 100, 0o4755)
+        );
+        assert_eq!(
+            hello.meta.mtime,
+            Timestamp {
+                sec: 1_700_000_000,
+                nsec: 0
+            }
+        );
         assert_eq!(
             entries[3].0.node,
             Node::Symlink {
@@ -655,8 +671,20 @@ mod tests {
         assert_eq!(entries.len(), 1);
         let e = &entries[0].0;
         assert_eq!(e.path, long.as_bytes());
-        assert_eq!(e.meta.mtime, Timestamp { sec: 1_700_000_000, nsec: 123_456_789 });
-        assert_eq!(e.meta.atime, Timestamp { sec: -2, nsec: 750_000_000 });
+        assert_eq!(
+            e.meta.mtime,
+            Timestamp {
+                sec: 1_700_000_000,
+                nsec: 123_456_789
+            }
+        );
+        assert_eq!(
+            e.meta.atime,
+            Timestamp {
+                sec: -2,
+                nsec: 750_000_000
+            }
+        );
         assert_eq!((e.meta.uid, e.meta.gid), (4_000_000_000, 70000));
         assert_eq!(
             e.meta.xattrs.get(&b"security.capability"[..]).unwrap(),
@@ -684,10 +712,7 @@ mod tests {
 
     #[test]
     fn test_refuses_parent_components_and_absolute_paths_naming_the_entry() {
-        for (name, want) in [
-            ("a/../../etc/passwd", "`..`"),
-            ("/etc/passwd", "absolute"),
-        ] {
+        for (name, want) in [("a/../../etc/passwd", "`..`"), ("/etc/passwd", "absolute")] {
             let archive = pax_archive(&[("path", name.as_bytes())], "x", b"");
             let err = collect(&archive).unwrap_err().to_string();
             assert!(err.contains(name) && err.contains(want), "{err}");
@@ -708,7 +733,10 @@ mod tests {
         let name = format!("dir/{}", "n".repeat(256));
         let archive = pax_archive(&[("path", name.as_bytes())], "x", b"");
         let err = collect(&archive).unwrap_err().to_string();
-        assert!(err.contains("256 bytes") && err.contains("dir/nnn"), "{err}");
+        assert!(
+            err.contains("256 bytes") && err.contains("dir/nnn"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -772,9 +800,18 @@ mod tests {
         assert_eq!(parse_pax_time("5"), Some(Timestamp { sec: 5, nsec: 0 }));
         assert_eq!(
             parse_pax_time("5.1234567891"),
-            Some(Timestamp { sec: 5, nsec: 123_456_789 })
+            Some(Timestamp {
+                sec: 5,
+                nsec: 123_456_789
+            })
         );
-        assert_eq!(parse_pax_time("-0.5"), Some(Timestamp { sec: -1, nsec: 500_000_000 }));
+        assert_eq!(
+            parse_pax_time("-0.5"),
+            Some(Timestamp {
+                sec: -1,
+                nsec: 500_000_000
+            })
+        );
         assert_eq!(parse_pax_time("x"), None);
         assert_eq!(parse_pax_time("1.x"), None);
     }
