@@ -12,7 +12,7 @@ PACKAGES=(
   # reference rootfs builders for comparison tests and benchmarks
   mmdebstrap debootstrap
   # apt: local test repositories and signing
-  dpkg-dev gnupg apt-utils xz-utils zstd
+  dpkg-dev gnupg apt-utils xz-utils zstd debian-archive-keyring
   # kernel extract tests: the other bzImage payload compressors
   lzop lz4 bzip2
   # OCI: a real registry and an independent client

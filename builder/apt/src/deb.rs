@@ -154,16 +154,18 @@ impl DebFile {
             file.read_exact(&mut header)
                 .map_err(|_| format(format!("truncated member header at offset {offset}")))?;
             if &header[58..60] != b"`\n" {
-                return Err(format(format!("bad member header magic at offset {offset}")));
+                return Err(format(format!(
+                    "bad member header magic at offset {offset}"
+                )));
             }
             let field = |r: std::ops::Range<usize>| {
                 String::from_utf8_lossy(&header[r]).trim_end().to_string()
             };
             // GNU ar ends names with '/'.
             let name = field(0..16).trim_end_matches('/').to_string();
-            let size: u64 = field(48..58).parse().map_err(|_| {
-                format(format!("member {name:?}: bad size {:?}", field(48..58)))
-            })?;
+            let size: u64 = field(48..58)
+                .parse()
+                .map_err(|_| format(format!("member {name:?}: bad size {:?}", field(48..58))))?;
             let data_offset = offset + AR_HEADER_LEN as u64;
             if data_offset + size > len {
                 return Err(format(format!(
@@ -231,10 +233,7 @@ impl DebFile {
             other => {
                 return Err(DebError::Format {
                     path: self.path.clone(),
-                    message: format!(
-                        "member {}: unsupported compression {other:?}",
-                        member.name
-                    ),
+                    message: format!("member {}: unsupported compression {other:?}", member.name),
                 });
             }
         })
@@ -273,8 +272,8 @@ impl DebFile {
             if name == "control" {
                 let text = String::from_utf8(data)
                     .map_err(|_| format("control file is not UTF-8".into()))?;
-                let mut ps = parse_paragraphs(&text)
-                    .map_err(|e| format(format!("control file: {e}")))?;
+                let mut ps =
+                    parse_paragraphs(&text).map_err(|e| format(format!("control file: {e}")))?;
                 if ps.len() != 1 {
                     return Err(format(format!(
                         "control file has {} paragraphs, expected 1",

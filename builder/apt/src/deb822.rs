@@ -109,7 +109,8 @@ pub fn parse_paragraphs(text: &str) -> Result<Vec<Paragraph>, ControlError> {
                 message: format!("duplicate field {name:?}"),
             });
         }
-        cur.fields.push((name.to_string(), value.trim().to_string()));
+        cur.fields
+            .push((name.to_string(), value.trim().to_string()));
         cur.raw.push_str(line);
         cur.raw.push('\n');
     }
@@ -130,7 +131,10 @@ mod tests {
         assert_eq!(ps.len(), 2);
         assert_eq!(ps[0].get("package"), Some("a"));
         assert_eq!(ps[0].get("Description"), Some("short\nlong line\n.\nmore"));
-        assert_eq!(ps[0].raw(), "Package: a\nDescription: short\n long line\n .\n more\n");
+        assert_eq!(
+            ps[0].raw(),
+            "Package: a\nDescription: short\n long line\n .\n more\n"
+        );
         assert_eq!(ps[1].get("Version"), Some("1"));
         assert_eq!(ps[1].line(), 8);
     }

@@ -453,7 +453,8 @@ impl Fetcher {
                             Ok(_) => progress(done.fetch_add(1, Ordering::Relaxed) + 1, total),
                             Err(e) => {
                                 failed.store(true, Ordering::Relaxed);
-                                let mut slot = first_error.lock().unwrap_or_else(|p| p.into_inner());
+                                let mut slot =
+                                    first_error.lock().unwrap_or_else(|p| p.into_inner());
                                 // Keep the error of the earliest input for a stable message.
                                 if slot.as_ref().is_none_or(|(j, _)| i < *j) {
                                     *slot = Some((i, e));

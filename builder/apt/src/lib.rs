@@ -11,6 +11,32 @@
 //! 5. [`Fetcher::download_packages`] fills the content-addressed [`Cache`] in parallel;
 //! 6. [`DebFile`] reads each downloaded `.deb` (control members and a streaming data tar).
 //!
+//! ```no_run
+//! use vmimage_apt::*;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mirror = host_mirror("bookworm")?;
+//! let repo = Repository {
+//!     uri: mirror.uri,
+//!     suite: "bookworm".into(),
+//!     components: vec!["main".into()],
+//!     architecture: "amd64".into(),
+//!     keyring: "/usr/share/keyrings/debian-archive-keyring.gpg".into(),
+//!     allow: None,
+//! };
+//! let fetcher = Fetcher::new(Cache::at_default_location());
+//! let index = repo.load(&fetcher, &Clock::System)?;
+//! let universe = Universe::new(&[index]);
+//! let request = ResolveRequest { packages: vec!["git".into()], variant: Variant::Minbase };
+//! let resolution = resolve(&universe, &request)?;
+//! let debs = fetcher.download_packages(&resolution.packages)?;
+//! for entry in DebFile::open(&debs[0])?.data()?.entries()? {
+//!     println!("{}", entry?.path()?.display());
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Limits: binary packages only (no sources), one architecture per repository, no
 //! `Recommends` installation, no `Multi-Arch: foreign` cross-architecture choice.
 
@@ -34,6 +60,8 @@ pub use packages::{Package, parse_packages};
 pub use relation::{RelOp, Relation, RelationError, VersionConstraint, parse_relations};
 pub use release::{Clock, Keyring, Release, ReleaseError, ReleaseFile, verify_inrelease};
 pub use repo::{IndexError, RepoIndex, Repository};
-pub use resolve::{ResolveError, ResolveRequest, Resolution, Universe, Variant, resolve};
-pub use sources::{HostMirror, HostSource, SourcesError, find_mirror, host_mirror, read_host_sources};
+pub use resolve::{Resolution, ResolveError, ResolveRequest, Universe, Variant, resolve};
+pub use sources::{
+    HostMirror, HostSource, SourcesError, find_mirror, host_mirror, read_host_sources,
+};
 pub use version::{Version, VersionError};

@@ -62,7 +62,11 @@ pub struct Package {
 impl Package {
     /// Where to download the `.deb`: base URI joined with `Filename`.
     pub fn download_url(&self) -> String {
-        format!("{}/{}", self.base_uri, self.filename.trim_start_matches('/'))
+        format!(
+            "{}/{}",
+            self.base_uri,
+            self.filename.trim_start_matches('/')
+        )
     }
 
     /// `Priority: required`.
@@ -95,13 +99,18 @@ impl Package {
             .parse::<Version>()
             .map_err(|e| err(format!("package {name}: {e}")))?;
         let number = |field: &str, text: &str| {
-            text.parse::<u64>()
-                .map_err(|_| err(format!("package {name}: field {field}: not a number: {text:?}")))
+            text.parse::<u64>().map_err(|_| {
+                err(format!(
+                    "package {name}: field {field}: not a number: {text:?}"
+                ))
+            })
         };
         let size = number("Size", required("Size")?)?;
         let sha256 = required("SHA256")?.to_ascii_lowercase();
         if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(err(format!("package {name}: field SHA256: not a SHA256: {sha256:?}")));
+            return Err(err(format!(
+                "package {name}: field SHA256: not a SHA256: {sha256:?}"
+            )));
         }
         let installed_size = p
             .get("Installed-Size")
@@ -223,14 +232,22 @@ SHA256: 5e4ea5f3c8a0a7f3cd1bd5a8e5c7c8bbd0a8f3e2b8d3d7c4a0b2c1d4e5f6a7b8
 ";
 
     fn parse(text: &str) -> Result<Vec<Package>, IndexError> {
-        parse_packages(text, "amd64", "http://mirror.invalid/debian/", "test/Packages")
+        parse_packages(
+            text,
+            "amd64",
+            "http://mirror.invalid/debian/",
+            "test/Packages",
+        )
     }
 
     #[test]
     fn test_parse_packages_reads_fields() {
         // The fixture repeats Multi-Arch in the first stanza: that must be refused ...
         let e = parse(INDEX).unwrap_err();
-        assert!(e.to_string().contains("duplicate field \"Multi-Arch\""), "{e}");
+        assert!(
+            e.to_string().contains("duplicate field \"Multi-Arch\""),
+            "{e}"
+        );
         assert!(e.to_string().contains("test/Packages: line 15"), "{e}");
         // ... and without the duplicate everything parses.
         let index = INDEX.replacen("Multi-Arch: same\nHomepage", "Homepage", 1);
@@ -244,15 +261,23 @@ SHA256: 5e4ea5f3c8a0a7f3cd1bd5a8e5c7c8bbd0a8f3e2b8d3d7c4a0b2c1d4e5f6a7b8
         assert_eq!(libc.recommends[0][0].name, "libidn2-0");
         assert_eq!(libc.installed_size, Some(12986));
         assert_eq!(libc.size, 2757936);
-        assert_eq!(libc.sha256, "8d2a1b8ec6c1ab29c0e6a0b6bc44eac8a3aa3f2e1f0eaf7b8c1f4f3ee0a1d1e5");
-        assert_eq!(libc.description.as_deref(), Some("GNU C Library: Shared libraries"));
+        assert_eq!(
+            libc.sha256,
+            "8d2a1b8ec6c1ab29c0e6a0b6bc44eac8a3aa3f2e1f0eaf7b8c1f4f3ee0a1d1e5"
+        );
+        assert_eq!(
+            libc.description.as_deref(),
+            Some("GNU C Library: Shared libraries")
+        );
         assert!(!libc.essential);
         assert_eq!(
             libc.download_url(),
             "http://mirror.invalid/debian/pool/main/g/glibc/libc6_2.36-9+deb12u10_amd64.deb"
         );
         assert!(libc.stanza.starts_with("Package: libc6\n"));
-        assert!(libc.stanza.ends_with("SHA256: 8D2A1B8EC6C1AB29C0E6A0B6BC44EAC8A3AA3F2E1F0EAF7B8C1F4F3EE0A1D1E5\n"));
+        assert!(libc.stanza.ends_with(
+            "SHA256: 8D2A1B8EC6C1AB29C0E6A0B6BC44EAC8A3AA3F2E1F0EAF7B8C1F4F3EE0A1D1E5\n"
+        ));
         let dpkg = &pkgs[1];
         assert!(dpkg.essential && dpkg.is_required());
         assert_eq!(dpkg.pre_depends.len(), 7);
@@ -266,7 +291,8 @@ SHA256: 5e4ea5f3c8a0a7f3cd1bd5a8e5c7c8bbd0a8f3e2b8d3d7c4a0b2c1d4e5f6a7b8
     fn test_parse_packages_names_package_and_field_on_error() {
         let zeros = "0".repeat(64);
         let with_hash = |s: &str| s.replace("{Z}", &zeros);
-        let bad = "Package: a\nVersion: 1\nArchitecture: all\nFilename: a.deb\nSize: x\nSHA256: {Z}\n";
+        let bad =
+            "Package: a\nVersion: 1\nArchitecture: all\nFilename: a.deb\nSize: x\nSHA256: {Z}\n";
         let e = parse(&with_hash(bad)).unwrap_err().to_string();
         assert!(e.contains("package a: field Size: not a number"), "{e}");
         let bad = "Package: a\nVersion: 1\nArchitecture: all\nSize: 1\nSHA256: {Z}\n";
@@ -275,7 +301,8 @@ SHA256: 5e4ea5f3c8a0a7f3cd1bd5a8e5c7c8bbd0a8f3e2b8d3d7c4a0b2c1d4e5f6a7b8
         let bad = "Package: a\nVersion: 1\nArchitecture: all\nFilename: a.deb\nSize: 1\nSHA256: {Z}\nDepends: b (>= )\n";
         let e = parse(&with_hash(bad)).unwrap_err().to_string();
         assert!(e.contains("package a: field Depends"), "{e}");
-        let bad = "Package: a\nVersion: 1\nArchitecture: all\nFilename: a.deb\nSize: 1\nSHA256: 00\n";
+        let bad =
+            "Package: a\nVersion: 1\nArchitecture: all\nFilename: a.deb\nSize: 1\nSHA256: 00\n";
         let e = parse(bad).unwrap_err().to_string();
         assert!(e.contains("package a: field SHA256: not a SHA256"), "{e}");
     }

@@ -107,7 +107,10 @@ impl Relation {
         }
         let negated = self.architectures.iter().all(|a| a.starts_with('!'));
         if negated {
-            !self.architectures.iter().any(|a| &a[1..] == arch || &a[1..] == "any")
+            !self
+                .architectures
+                .iter()
+                .any(|a| &a[1..] == arch || &a[1..] == "any")
         } else {
             self.architectures.iter().any(|a| a == arch || a == "any")
         }
@@ -227,6 +230,13 @@ fn parse_one(text: &str) -> Result<Relation, RelationError> {
 
 /// Parses a relation field into groups of alternatives: `a (>= 1) | b, c` gives
 /// `[[a (>= 1), b], [c]]`. Empty groups (a trailing comma) are skipped.
+///
+/// ```
+/// let groups = vmimage_apt::parse_relations("a (>= 1.0) | b:any, c [amd64] <!nocheck>").unwrap();
+/// assert_eq!(groups[0][0].to_string(), "a (>= 1.0)");
+/// assert_eq!(groups[0][1].arch_qualifier.as_deref(), Some("any"));
+/// assert!(groups[1][0].applies_to("amd64"));
+/// ```
 pub fn parse_relations(field: &str) -> Result<Vec<Vec<Relation>>, RelationError> {
     let mut groups = Vec::new();
     for group in field.split(',') {
@@ -254,7 +264,10 @@ mod tests {
         assert_eq!(g[0].len(), 2);
         assert_eq!(g[0][0].name, "a");
         let c = g[0][0].constraint.as_ref().unwrap();
-        assert_eq!((c.op, c.version.to_string()), (RelOp::Ge, "1.0".to_string()));
+        assert_eq!(
+            (c.op, c.version.to_string()),
+            (RelOp::Ge, "1.0".to_string())
+        );
         assert_eq!(g[0][1].name, "b");
         assert_eq!(g[0][1].arch_qualifier.as_deref(), Some("any"));
         assert_eq!(g[1][0].architectures, ["amd64"]);
@@ -289,7 +302,9 @@ mod tests {
 
     #[test]
     fn test_parse_rejects_malformed_relations() {
-        for bad in ["(>= 1)", "a (>= 1", "a (1.0)", "a [amd64", "a b", "a:", "a (>= !)", "a | "] {
+        for bad in [
+            "(>= 1)", "a (>= 1", "a (1.0)", "a [amd64", "a b", "a:", "a (>= !)", "a | ",
+        ] {
             let e = parse_relations(bad).expect_err(bad);
             assert!(!e.reason.is_empty(), "{bad}");
         }

@@ -253,7 +253,8 @@ impl Release {
         let date_field = |field: &str| {
             p.get(field)
                 .map(|d| {
-                    parse_rfc2822(d).ok_or_else(|| malformed(format!("field {field}: bad date {d:?}")))
+                    parse_rfc2822(d)
+                        .ok_or_else(|| malformed(format!("field {field}: bad date {d:?}")))
                 })
                 .transpose()
         };
@@ -270,7 +271,10 @@ impl Release {
             }
             let parts: Vec<&str> = line.split_whitespace().collect();
             let [hash, size, path] = parts.as_slice() else {
-                return Err(malformed(format!("SHA256 entry {}: expected 'hash size path', found {line:?}", i)));
+                return Err(malformed(format!(
+                    "SHA256 entry {}: expected 'hash size path', found {line:?}",
+                    i
+                )));
             };
             let size = size
                 .parse()
@@ -335,8 +339,13 @@ pub fn verify_inrelease(
         message,
     };
     let text = std::str::from_utf8(data).map_err(|e| unsigned(format!("not UTF-8: {e}")))?;
-    if !text.trim_start().starts_with("-----BEGIN PGP SIGNED MESSAGE-----") {
-        return Err(unsigned("no '-----BEGIN PGP SIGNED MESSAGE-----' header".into()));
+    if !text
+        .trim_start()
+        .starts_with("-----BEGIN PGP SIGNED MESSAGE-----")
+    {
+        return Err(unsigned(
+            "no '-----BEGIN PGP SIGNED MESSAGE-----' header".into(),
+        ));
     }
     let (msg, _headers) =
         CleartextSignedMessage::from_string(text).map_err(|e| unsigned(e.to_string()))?;
@@ -348,7 +357,11 @@ pub fn verify_inrelease(
     let mut issuers = Vec::new();
     for sig in msg.signatures() {
         issuers.extend(sig.issuer_fingerprint().iter().map(|f| format!("{f:X}")));
-        issuers.extend(sig.issuer_key_id().iter().map(|k| k.to_string().to_ascii_uppercase()));
+        issuers.extend(
+            sig.issuer_key_id()
+                .iter()
+                .map(|k| k.to_string().to_ascii_uppercase()),
+        );
         // SHA-1 and MD5 signatures are forgeable; apt refuses them too.
         if matches!(
             sig.hash_alg(),
@@ -439,10 +452,7 @@ pub fn parse_rfc2822(text: &str) -> Option<i64> {
     const MONTHS: [&str; 12] = [
         "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
     ];
-    let month = MONTHS
-        .iter()
-        .position(|m| month.eq_ignore_ascii_case(m))? as i64
-        + 1;
+    let month = MONTHS.iter().position(|m| month.eq_ignore_ascii_case(m))? as i64 + 1;
     let year: i64 = year.parse().ok()?;
     let hms: Vec<i64> = time
         .split(':')
@@ -458,7 +468,12 @@ pub fn parse_rfc2822(text: &str) -> Option<i64> {
     }
     let offset = match zone {
         [] => 0,
-        [z] if ["UTC", "GMT", "Z", "UT"].iter().any(|u| z.eq_ignore_ascii_case(u)) => 0,
+        [z] if ["UTC", "GMT", "Z", "UT"]
+            .iter()
+            .any(|u| z.eq_ignore_ascii_case(u)) =>
+        {
+            0
+        }
         [z] if z.len() == 5 && (z.starts_with('+') || z.starts_with('-')) => {
             let hh: i64 = z[1..3].parse().ok()?;
             let mm: i64 = z[3..5].parse().ok()?;
@@ -503,28 +518,46 @@ SHA256:
         assert_eq!(r.valid_until, Some(1747473896 + 7 * 86400));
         assert_eq!(r.sha256.len(), 4);
         let best = r.find_index("main/binary-amd64/Packages").unwrap();
-        assert_eq!((best.path.as_str(), best.size), ("main/binary-amd64/Packages.xz", 1500000));
+        assert_eq!(
+            (best.path.as_str(), best.size),
+            ("main/binary-amd64/Packages.xz", 1500000)
+        );
         assert!(r.find_index("main/binary-arm64/Packages").is_none());
     }
 
     #[test]
     fn test_parse_release_rejects_malformed_entries() {
         let bad = RELEASE.replace(" 1500000 main", " x main");
-        let e = Release::parse_unverified(&bad, "u").unwrap_err().to_string();
+        let e = Release::parse_unverified(&bad, "u")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("bad size"), "{e}");
         let bad = RELEASE.replace("Date: Sat, 17 May", "Date: Sat, 17 Mai");
-        let e = Release::parse_unverified(&bad, "u").unwrap_err().to_string();
+        let e = Release::parse_unverified(&bad, "u")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("field Date: bad date"), "{e}");
-        let e = Release::parse_unverified("Origin: x\n", "u").unwrap_err().to_string();
+        let e = Release::parse_unverified("Origin: x\n", "u")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no SHA256 file list"), "{e}");
     }
 
     #[test]
     fn test_rfc2822_dates_match_known_unix_times() {
         assert_eq!(parse_rfc2822("Thu, 01 Jan 1970 00:00:00 UTC"), Some(0));
-        assert_eq!(parse_rfc2822("Sat, 10 Jun 2023 08:55:33 UTC"), Some(1686387333));
-        assert_eq!(parse_rfc2822("10 Jun 2023 10:55:33 +0200"), Some(1686387333));
-        assert_eq!(parse_rfc2822("Tue, 29 Feb 2000 12:00:00 GMT"), Some(951825600));
+        assert_eq!(
+            parse_rfc2822("Sat, 10 Jun 2023 08:55:33 UTC"),
+            Some(1686387333)
+        );
+        assert_eq!(
+            parse_rfc2822("10 Jun 2023 10:55:33 +0200"),
+            Some(1686387333)
+        );
+        assert_eq!(
+            parse_rfc2822("Tue, 29 Feb 2000 12:00:00 GMT"),
+            Some(951825600)
+        );
         assert_eq!(parse_rfc2822("Tue, 29 Foo 2000 12:00:00 GMT"), None);
         assert_eq!(parse_rfc2822("Tue, 29 Feb 2000 25:00:00 GMT"), None);
     }
@@ -537,7 +570,11 @@ SHA256:
         let after = Clock::Fixed(1747473896 + 8 * 86400);
         let e = check_dates(&r, &after, "u").unwrap_err();
         assert!(matches!(e, ReleaseError::Expired { .. }), "{e}");
-        assert!(e.to_string().contains("Valid-Until Sat, 24 May 2025 09:24:56 +0000"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("Valid-Until Sat, 24 May 2025 09:24:56 +0000"),
+            "{e}"
+        );
         let long_before = Clock::Fixed(1747473896 - 3 * 86400);
         let e = check_dates(&r, &long_before, "u").unwrap_err();
         assert!(matches!(e, ReleaseError::NotYetValid { .. }), "{e}");
@@ -554,7 +591,9 @@ SHA256:
 
     #[test]
     fn test_keyring_refuses_garbage() {
-        let e = Keyring::from_bytes(b"not a key", "junk.gpg").unwrap_err().to_string();
+        let e = Keyring::from_bytes(b"not a key", "junk.gpg")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("keyring junk.gpg:"), "{e}");
     }
 }

@@ -88,20 +88,16 @@ pub enum ResolveError {
         reason: String,
     },
     /// Two chosen packages conflict (`Conflicts` or `Breaks`).
-    #[error("{package} {version} {kind} {relation}, but {other} {other_version} is chosen ({})", chain.join(" -> "))]
+    #[error("{package} {kind} {relation}, but {other} is chosen ({})", chain.join(" -> "))]
     Conflict {
-        /// The declaring package.
+        /// The declaring package and its version, e.g. `a 1.0`.
         package: String,
-        /// Its version.
-        version: String,
         /// `conflicts with` or `breaks`.
-        kind: String,
+        kind: &'static str,
         /// The relation as written.
         relation: String,
-        /// The chosen package it hits.
+        /// The chosen package it hits and its version.
         other: String,
-        /// That package's version.
-        other_version: String,
         /// Why `other` was chosen.
         chain: Vec<String>,
     },
@@ -269,10 +265,12 @@ pub fn resolve(universe: &Universe, request: &ResolveRequest) -> Result<Resoluti
                 continue;
             }
             let chain = vec![why];
-            let p = r.best(&name, None).ok_or_else(|| ResolveError::Unsatisfiable {
-                chain: chain.clone(),
-                reason: "no such package".into(),
-            })?;
+            let p = r
+                .best(&name, None)
+                .ok_or_else(|| ResolveError::Unsatisfiable {
+                    chain: chain.clone(),
+                    reason: "no such package".into(),
+                })?;
             r.mark(p, chain);
             roots.push(name);
         }
@@ -494,7 +492,11 @@ impl<'u> Resolver<'u> {
             {
                 continue;
             }
-            let text = alts.iter().map(ToString::to_string).collect::<Vec<_>>().join(" | ");
+            let text = alts
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" | ");
             let mut sub = chain.clone();
             sub.push(format!("{kind} {text}"));
             match self.choose(alts) {
@@ -529,12 +531,10 @@ impl<'u> Resolver<'u> {
                         }
                         if satisfies(q, rel) {
                             return Err(ResolveError::Conflict {
-                                package: p.name.clone(),
-                                version: p.version.to_string(),
-                                kind: kind.to_string(),
+                                package: format!("{} {}", p.name, p.version),
+                                kind,
                                 relation: rel.to_string(),
-                                other: q.name.clone(),
-                                other_version: q.version.to_string(),
+                                other: format!("{} {}", q.name, q.version),
                                 chain: q_chain.clone(),
                             });
                         }
@@ -579,7 +579,10 @@ mod tests {
     }
 
     fn names(r: &Resolution) -> Vec<String> {
-        r.packages.iter().map(|p| format!("{}={}", p.name, p.version)).collect()
+        r.packages
+            .iter()
+            .map(|p| format!("{}={}", p.name, p.version))
+            .collect()
     }
 
     #[test]
@@ -642,6 +645,9 @@ mod tests {
         // The request names one: that one.
         let r = resolve(&u, &request(&["zmailer", "app"])).unwrap();
         assert_eq!(names(&r), ["app=1", "zmailer=1"]);
+        // A virtual name can itself be requested.
+        let r = resolve(&u, &request(&["mail-transport-agent"])).unwrap();
+        assert_eq!(names(&r), ["exim=1"]);
         // Priority beats the name (mawk over gawk for `awk`), Essential beats Priority.
         let u = universe(&[
             "base 1; Pre-Depends: awk",
@@ -657,9 +663,6 @@ mod tests {
         ]);
         let r = resolve(&u, &request(&["base"])).unwrap();
         assert_eq!(names(&r), ["base=1", "busybox=1"]);
-        // A virtual name can itself be requested.
-        let r = resolve(&u, &request(&["mail-transport-agent"])).unwrap();
-        assert_eq!(names(&r), ["exim=1"]);
     }
 
     #[test]
@@ -701,7 +704,12 @@ mod tests {
 
     #[test]
     fn test_chosen_version_that_fails_a_later_constraint_is_an_error() {
-        let u = universe(&["a 1; Depends: lib (<< 2)", "b 1; Depends: lib (>= 2)", "lib 1", "lib 2"]);
+        let u = universe(&[
+            "a 1; Depends: lib (<< 2)",
+            "b 1; Depends: lib (>= 2)",
+            "lib 1",
+            "lib 2",
+        ]);
         let e = resolve(&u, &request(&["a", "b"])).unwrap_err();
         assert_eq!(
             e.to_string(),
@@ -714,7 +722,10 @@ mod tests {
         let u = universe(&["a 1; Conflicts: b", "b 1"]);
         let e = resolve(&u, &request(&["a", "b"])).unwrap_err();
         assert!(matches!(e, ResolveError::Conflict { .. }), "{e}");
-        assert_eq!(e.to_string(), "a 1 conflicts with b, but b 1 is chosen (requested b)");
+        assert_eq!(
+            e.to_string(),
+            "a 1 conflicts with b, but b 1 is chosen (requested b)"
+        );
         let u = universe(&["a 1; Breaks: b (<< 2)", "b 1", "c 1; Depends: b"]);
         let e = resolve(&u, &request(&["a", "c"])).unwrap_err();
         assert_eq!(
@@ -742,7 +753,10 @@ mod tests {
         let mut req = request(&["vim"]);
         req.variant = Variant::Minbase;
         let r = resolve(&u, &req).unwrap();
-        assert_eq!(names(&r), ["apt=2", "dpkg=1", "libapt=2", "mawk=1", "vim=1"]);
+        assert_eq!(
+            names(&r),
+            ["apt=2", "dpkg=1", "libapt=2", "mawk=1", "vim=1"]
+        );
         req.variant = Variant::Essential;
         let r = resolve(&u, &req).unwrap();
         assert_eq!(names(&r), ["dpkg=1", "vim=1"]);
@@ -771,7 +785,10 @@ mod tests {
         let r = resolve(&u, &request(&["lib=1"])).unwrap();
         assert_eq!(names(&r), ["lib=1"]);
         let e = resolve(&u, &request(&["lib=3"])).unwrap_err();
-        assert_eq!(e.to_string(), "requested lib=3 -> no version satisfies: available 2, 1");
+        assert_eq!(
+            e.to_string(),
+            "requested lib=3 -> no version satisfies: available 2, 1"
+        );
     }
 
     #[test]
@@ -789,7 +806,10 @@ mod tests {
             parse_packages(&s, "amd64", base, "t").unwrap()
         };
         let release = Release::parse_unverified(
-            &format!("Suite: x\nSHA256:\n {} 1 main/binary-amd64/Packages\n", "0".repeat(64)),
+            &format!(
+                "Suite: x\nSHA256:\n {} 1 main/binary-amd64/Packages\n",
+                "0".repeat(64)
+            ),
             "t",
         )
         .unwrap();
@@ -809,7 +829,11 @@ mod tests {
         let u = Universe::new(&[
             index("file:///main", "curl 7.74, tool 1, same 1", None),
             index("file:///updates", "curl 7.88, same 1", None),
-            index("file:///vendor", "tool 0.5, extra 1, curl 9", Some(&["tool"])),
+            index(
+                "file:///vendor",
+                "tool 0.5, extra 1, curl 9",
+                Some(&["tool"]),
+            ),
         ]);
         // Highest version wins across unpinned repositories.
         assert_eq!(u.get("curl").unwrap().version.to_string(), "7.88");

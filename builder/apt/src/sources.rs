@@ -87,7 +87,9 @@ pub fn parse_deb822_sources(text: &str, file: &Path) -> Result<Vec<HostSource>, 
                 .map(|v| v.split_whitespace().map(str::to_string).collect())
                 .unwrap_or_default()
         };
-        if p.get("Enabled").is_some_and(|v| v.eq_ignore_ascii_case("no")) {
+        if p.get("Enabled")
+            .is_some_and(|v| v.eq_ignore_ascii_case("no"))
+        {
             continue;
         }
         let missing = |field: &str| SourcesError::Parse {
@@ -139,17 +141,23 @@ pub fn parse_one_line_sources(text: &str, file: &Path) -> Result<Vec<HostSource>
         if content.is_empty() {
             continue;
         }
-        let (kind, mut rest) = content
-            .split_once(char::is_whitespace)
-            .ok_or_else(|| err(format!("expected 'deb URI SUITE [COMPONENT...]', found {content:?}")))?;
+        let (kind, mut rest) = content.split_once(char::is_whitespace).ok_or_else(|| {
+            err(format!(
+                "expected 'deb URI SUITE [COMPONENT...]', found {content:?}"
+            ))
+        })?;
         if kind != "deb" && kind != "deb-src" {
-            return Err(err(format!("unknown type {kind:?} (expected deb or deb-src)")));
+            return Err(err(format!(
+                "unknown type {kind:?} (expected deb or deb-src)"
+            )));
         }
         rest = rest.trim_start();
         let mut signed_by = None;
         let mut architectures = Vec::new();
         if let Some(r) = rest.strip_prefix('[') {
-            let close = r.find(']').ok_or_else(|| err("unclosed '[' in options".into()))?;
+            let close = r
+                .find(']')
+                .ok_or_else(|| err("unclosed '[' in options".into()))?;
             for opt in r[..close].split_whitespace() {
                 let (k, v) = opt
                     .split_once('=')
@@ -164,7 +172,9 @@ pub fn parse_one_line_sources(text: &str, file: &Path) -> Result<Vec<HostSource>
         }
         let mut words = rest.split_whitespace();
         let (Some(uri), Some(suite)) = (words.next(), words.next()) else {
-            return Err(err(format!("expected 'URI SUITE' after {kind:?}, found {rest:?}")));
+            return Err(err(format!(
+                "expected 'URI SUITE' after {kind:?}, found {rest:?}"
+            )));
         };
         out.push(HostSource {
             types: vec![kind.to_string()],
@@ -238,7 +248,9 @@ pub fn read_host_sources(etc_apt: &Path) -> Result<Vec<HostSource>, SourcesError
 /// The first `deb` entry whose suites include `suite`.
 pub fn find_mirror(sources: &[HostSource], suite: &str) -> Option<HostMirror> {
     let source = sources.iter().find(|s| {
-        s.types.iter().any(|t| t == "deb") && s.suites.iter().any(|x| x == suite) && !s.uris.is_empty()
+        s.types.iter().any(|t| t == "deb")
+            && s.suites.iter().any(|x| x == suite)
+            && !s.uris.is_empty()
     })?;
     Some(HostMirror {
         uri: source.uris[0].clone(),
@@ -298,7 +310,10 @@ Components: main contrib
         );
         let m = find_mirror(&s, "bookworm-security").unwrap();
         assert_eq!(m.uri, "http://security.example/debian-security");
-        assert!(find_mirror(&s, "trixie").is_none(), "deb-src and disabled entries never serve");
+        assert!(
+            find_mirror(&s, "trixie").is_none(),
+            "deb-src and disabled entries never serve"
+        );
     }
 
     #[test]
@@ -313,20 +328,34 @@ deb http://c.example/ubuntu jammy main universe
         let s = parse_one_line_sources(text, Path::new("sources.list")).unwrap();
         assert_eq!(s.len(), 3);
         assert_eq!(s[0].architectures, ["amd64", "arm64"]);
-        assert_eq!(s[0].signed_by.as_deref(), Some(Path::new("/etc/apt/keyrings/x.asc")));
+        assert_eq!(
+            s[0].signed_by.as_deref(),
+            Some(Path::new("/etc/apt/keyrings/x.asc"))
+        );
         assert_eq!(s[0].components, ["main", "contrib"]);
         assert_eq!(s[0].line, 2);
-        assert_eq!(find_mirror(&s, "jammy").unwrap().uri, "http://c.example/ubuntu");
-        assert_eq!(find_mirror(&s, "bookworm").unwrap().uri, "http://a.example/debian");
+        assert_eq!(
+            find_mirror(&s, "jammy").unwrap().uri,
+            "http://c.example/ubuntu"
+        );
+        assert_eq!(
+            find_mirror(&s, "bookworm").unwrap().uri,
+            "http://a.example/debian"
+        );
     }
 
     #[test]
     fn test_malformed_sources_name_file_and_line() {
         let e = parse_one_line_sources("deb http://x\n", Path::new("a.list")).unwrap_err();
-        assert_eq!(e.to_string(), "a.list:1: expected 'URI SUITE' after \"deb\", found \"http://x\"");
-        let e = parse_one_line_sources("\ndeb [arch=amd64 http://x s\n", Path::new("a.list")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "a.list:1: expected 'URI SUITE' after \"deb\", found \"http://x\""
+        );
+        let e = parse_one_line_sources("\ndeb [arch=amd64 http://x s\n", Path::new("a.list"))
+            .unwrap_err();
         assert!(e.to_string().starts_with("a.list:2: unclosed"), "{e}");
-        let e = parse_deb822_sources("Types: deb\nSuites: x\n", Path::new("b.sources")).unwrap_err();
+        let e =
+            parse_deb822_sources("Types: deb\nSuites: x\n", Path::new("b.sources")).unwrap_err();
         assert_eq!(e.to_string(), "b.sources:1: stanza without URIs");
     }
 
@@ -335,7 +364,11 @@ deb http://c.example/ubuntu jammy main universe
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().join("sources.list.d");
         std::fs::create_dir(&d).unwrap();
-        std::fs::write(dir.path().join("sources.list"), "deb http://list.example/debian bookworm main\n").unwrap();
+        std::fs::write(
+            dir.path().join("sources.list"),
+            "deb http://list.example/debian bookworm main\n",
+        )
+        .unwrap();
         std::fs::write(d.join("z.sources"), DEB822).unwrap();
         std::fs::write(d.join("a.list"), "deb http://extra.example/x stable main\n").unwrap();
         std::fs::write(d.join("ignored.txt"), "garbage").unwrap();
@@ -351,14 +384,20 @@ deb http://c.example/ubuntu jammy main universe
                 "http://extra.example/x",
             ]
         );
-        assert_eq!(find_mirror(&s, "bookworm").unwrap().uri, "http://mirror.example/debian");
+        assert_eq!(
+            find_mirror(&s, "bookworm").unwrap().uri,
+            "http://mirror.example/debian"
+        );
     }
 
     /// This build host's own sources (the project's tests rely on them).
     #[test]
     fn test_host_mirror_serves_bookworm() {
         let m = host_mirror("bookworm").expect("the build host's apt sources must list bookworm");
-        assert!(m.uri.starts_with("http://") || m.uri.starts_with("https://"), "{m:?}");
+        assert!(
+            m.uri.starts_with("http://") || m.uri.starts_with("https://"),
+            "{m:?}"
+        );
         assert!(m.components.iter().any(|c| c == "main"), "{m:?}");
     }
 }

@@ -24,6 +24,16 @@ pub struct VersionError {
 
 /// A Debian version: `Ord` is dpkg's ordering, `Display` gives back the canonical text
 /// (the epoch is shown only when it is non-zero or was written).
+///
+/// ```
+/// use vmimage_apt::Version;
+/// let v = |s: &str| s.parse::<Version>().unwrap();
+/// assert!(v("1.0~rc1") < v("1.0"));
+/// assert!(v("1.0") < v("1.0+b1"));
+/// assert!(v("1:0.9") > v("2.0"));
+/// assert_eq!(v("0:1.0-0"), v("1.0"));
+/// assert_eq!(v("1:2.3-4").to_string(), "1:2.3-4");
+/// ```
 #[derive(Debug, Clone)]
 pub struct Version {
     epoch: u32,
@@ -149,8 +159,7 @@ fn verrevcmp(a: &str, b: &str) -> Ordering {
     let (mut i, mut j) = (0, 0);
     while i < a.len() || j < b.len() {
         // Non-digit prefix, character by character.
-        while (at(i) != 0 && !at(i).is_ascii_digit()) || (bt(j) != 0 && !bt(j).is_ascii_digit())
-        {
+        while (at(i) != 0 && !at(i).is_ascii_digit()) || (bt(j) != 0 && !bt(j).is_ascii_digit()) {
             let (ac, bc) = (order(at(i)), order(bt(j)));
             if ac != bc {
                 return ac.cmp(&bc);
@@ -337,12 +346,20 @@ mod tests {
     fn test_compare_agrees_with_installed_dpkg() {
         for &(a, b, _) in VECTORS.iter().step_by(3) {
             let ours = cmp(a, b);
-            for (op, holds) in [("lt", ours.is_lt()), ("eq", ours.is_eq()), ("gt", ours.is_gt())] {
+            for (op, holds) in [
+                ("lt", ours.is_lt()),
+                ("eq", ours.is_eq()),
+                ("gt", ours.is_gt()),
+            ] {
                 let status = std::process::Command::new("dpkg")
                     .args(["--compare-versions", a, op, b])
                     .status()
                     .expect("dpkg must be installed (scripts/deps.sh)");
-                assert_eq!(status.success(), holds, "dpkg --compare-versions {a} {op} {b}");
+                assert_eq!(
+                    status.success(),
+                    holds,
+                    "dpkg --compare-versions {a} {op} {b}"
+                );
             }
         }
     }
@@ -363,7 +380,13 @@ mod tests {
 
     #[test]
     fn test_display_round_trips() {
-        for s in ["1.0", "0:1.0", "1:2.3-4", "2.36-9+deb12u10", "1.0~rc1-1~bpo12+1"] {
+        for s in [
+            "1.0",
+            "0:1.0",
+            "1:2.3-4",
+            "2.36-9+deb12u10",
+            "1.0~rc1-1~bpo12+1",
+        ] {
             assert_eq!(v(s).to_string(), s);
         }
     }

@@ -9,6 +9,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
+use std::time::Instant;
 
 use vmimage_apt::{
     Cache, Clock, DebFile, Fetcher, Repository, ResolveRequest, Universe, Variant, host_mirror,
@@ -50,7 +51,9 @@ fn mmdebstrap_set(mirror: &str, extra: &[&str], dry_run: bool) -> BTreeSet<Strin
     if !extra.is_empty() {
         cmd.arg(format!("--include={}", extra.join(",")));
     }
-    cmd.args(["bookworm"]).arg(out_dir.path().join("x.tar")).arg(mirror);
+    cmd.args(["bookworm"])
+        .arg(out_dir.path().join("x.tar"))
+        .arg(mirror);
     let out = cmd
         .output()
         .expect("mmdebstrap must be installed (scripts/deps.sh)");
@@ -74,17 +77,35 @@ fn mmdebstrap_set(mirror: &str, extra: &[&str], dry_run: bool) -> BTreeSet<Strin
             .map(str::to_string)
             .collect()
     };
-    assert!(set.len() > 50, "could not read mmdebstrap's package set:\n{log}");
+    assert!(
+        set.len() > 50,
+        "could not read mmdebstrap's package set:\n{log}"
+    );
     set
 }
 
 #[test]
 fn test_bookworm_minbase_matches_mmdebstrap_and_debs_read() {
     let (repo, fetcher) = bookworm();
+    let t = Instant::now();
     let index = repo.load(&fetcher, &Clock::System).expect("load bookworm");
+    eprintln!("load bookworm main/amd64: {:?}", t.elapsed());
+    // Warm cache: the same index again, now without any index download (offline mode
+    // proves it: it would fail on anything not cached).
+    let t = Instant::now();
+    let again = repo
+        .load(&fetcher.clone().offline(true), &Clock::System)
+        .expect("offline reload from the cache");
+    eprintln!("reload bookworm offline (parse only): {:?}", t.elapsed());
+    assert_eq!(again.inrelease_sha256, index.inrelease_sha256);
+    assert_eq!(again.packages.len(), index.packages.len());
     assert_eq!(index.release.codename.as_deref(), Some("bookworm"));
     assert!(!index.release.signed_by.is_empty());
-    assert!(index.packages.len() > 50_000, "{} packages", index.packages.len());
+    assert!(
+        index.packages.len() > 50_000,
+        "{} packages",
+        index.packages.len()
+    );
     let universe = Universe::new(std::slice::from_ref(&index));
 
     let extra = ["git", "openssh-server", "ca-certificates"];
@@ -93,7 +114,13 @@ fn test_bookworm_minbase_matches_mmdebstrap_and_debs_read() {
             packages: include.iter().map(|s| s.to_string()).collect(),
             variant: Variant::Minbase,
         };
+        let t = Instant::now();
         let resolution = resolve(&universe, &request).expect("resolve minbase");
+        eprintln!(
+            "resolve minbase + {include:?}: {} packages in {:?}",
+            resolution.packages.len(),
+            t.elapsed()
+        );
         let ours: BTreeSet<String> = resolution.names().map(str::to_string).collect();
         for must in ["dpkg", "apt", "libc6", "base-files", "bash", "coreutils"] {
             assert!(ours.contains(must), "{must} missing from {ours:?}");

@@ -46,8 +46,15 @@ const PACKAGES: &[Pkg] = &[
     Pkg {
         name: "base-a",
         version: "1.0",
-        fields: &["Essential: yes", "Priority: required", "Pre-Depends: libfoo (>= 1.0)"],
-        files: &[("usr/bin/base-a", "#!/bin/sh\necho base\n"), ("etc/base-a.conf", "x=1\n")],
+        fields: &[
+            "Essential: yes",
+            "Priority: required",
+            "Pre-Depends: libfoo (>= 1.0)",
+        ],
+        files: &[
+            ("usr/bin/base-a", "#!/bin/sh\necho base\n"),
+            ("etc/base-a.conf", "x=1\n"),
+        ],
         scripts: &["postinst"],
         conffiles: &["/etc/base-a.conf"],
         compress: "xz",
@@ -148,10 +155,16 @@ impl Signer {
     fn new(dir: &Path, uid: &str) -> Signer {
         let home = dir.to_path_buf();
         std::fs::create_dir_all(&home).unwrap();
-        run(Command::new("gpg")
-            .arg("--homedir")
-            .arg(&home)
-            .args(["--batch", "--passphrase", "", "--quick-gen-key", uid, "ed25519", "sign", "never"]));
+        run(Command::new("gpg").arg("--homedir").arg(&home).args([
+            "--batch",
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            uid,
+            "ed25519",
+            "sign",
+            "never",
+        ]));
         let listing = run(Command::new("gpg")
             .arg("--homedir")
             .arg(&home)
@@ -169,7 +182,14 @@ impl Signer {
         run(Command::new("gpg")
             .arg("--homedir")
             .arg(&self.home)
-            .args(["--batch", "--yes", "--pinentry-mode", "loopback", "--passphrase", ""])
+            .args([
+                "--batch",
+                "--yes",
+                "--pinentry-mode",
+                "loopback",
+                "--passphrase",
+                "",
+            ])
             .args(["--local-user", &self.fingerprint, "--clearsign", "-o"])
             .arg(output)
             .arg(input));
@@ -181,7 +201,9 @@ impl Signer {
         if armor {
             cmd.arg("--armor");
         }
-        cmd.args(["--output"]).arg(output).args(["--export", &self.fingerprint]);
+        cmd.args(["--output"])
+            .arg(output)
+            .args(["--export", &self.fingerprint]);
         run(&mut cmd);
         assert!(std::fs::metadata(output).unwrap().len() > 0);
     }
@@ -263,7 +285,10 @@ impl LocalRepo {
                 control.push_str(f);
                 control.push('\n');
             }
-            control.push_str(&format!("Description: test package {}\n long text\n", pkg.name));
+            control.push_str(&format!(
+                "Description: test package {}\n long text\n",
+                pkg.name
+            ));
             std::fs::write(debian.join("control"), control).unwrap();
             for script in pkg.scripts {
                 let p = debian.join(script);
@@ -290,12 +315,22 @@ impl LocalRepo {
             std::fs::write(debian.join("md5sums"), sums).unwrap();
             let deb = pool.join(format!("{}_{}_amd64.deb", pkg.name, pkg.version));
             run(Command::new("dpkg-deb")
-                .args(["--root-owner-group", &format!("-Z{}", pkg.compress), "--build"])
+                .args([
+                    "--root-owner-group",
+                    &format!("-Z{}", pkg.compress),
+                    "--build",
+                ])
                 .arg(&src)
                 .arg(&deb));
         }
-        let signer = Signer::new(&dir.path().join("gnupg"), "Test Archive <archive@test.invalid>");
-        let other = Signer::new(&dir.path().join("gnupg-other"), "Intruder <evil@test.invalid>");
+        let signer = Signer::new(
+            &dir.path().join("gnupg"),
+            "Test Archive <archive@test.invalid>",
+        );
+        let other = Signer::new(
+            &dir.path().join("gnupg-other"),
+            "Intruder <evil@test.invalid>",
+        );
         let keyring = dir.path().join("archive-keyring.gpg");
         signer.export(&keyring, false);
         let repo = LocalRepo {
@@ -323,26 +358,26 @@ impl LocalRepo {
     fn compress_packages(&self) {
         let bin = self.dists().join("main/binary-amd64");
         run(Command::new("xz").args(["-kf"]).arg(bin.join("Packages")));
-        run(Command::new("gzip").args(["-kfn"]).arg(bin.join("Packages")));
+        run(Command::new("gzip")
+            .args(["-kfn"])
+            .arg(bin.join("Packages")));
     }
 
     fn write_release(&self, options: RepoOptions) {
         let dists = self.dists();
         let _ = std::fs::remove_dir_all(dists.join("main/binary-amd64/by-hash"));
-        let mut release = run(Command::new("apt-ftparchive")
-            .current_dir(&dists)
-            .args([
-                "-o",
-                "APT::FTPArchive::Release::Suite=test",
-                "-o",
-                "APT::FTPArchive::Release::Codename=test",
-                "-o",
-                "APT::FTPArchive::Release::Architectures=amd64",
-                "-o",
-                "APT::FTPArchive::Release::Components=main",
-                "release",
-                ".",
-            ]));
+        let mut release = run(Command::new("apt-ftparchive").current_dir(&dists).args([
+            "-o",
+            "APT::FTPArchive::Release::Suite=test",
+            "-o",
+            "APT::FTPArchive::Release::Codename=test",
+            "-o",
+            "APT::FTPArchive::Release::Architectures=amd64",
+            "-o",
+            "APT::FTPArchive::Release::Components=main",
+            "release",
+            ".",
+        ]));
         let mut extra = String::new();
         if options.by_hash {
             extra.push_str("Acquire-By-Hash: yes\n");
@@ -350,7 +385,9 @@ impl LocalRepo {
             std::fs::create_dir_all(&by_hash).unwrap();
             for name in ["Packages", "Packages.xz", "Packages.gz"] {
                 let bytes = std::fs::read(dists.join("main/binary-amd64").join(name)).unwrap();
-                let hash = vmimage_apt::fetch::sha256_file(&dists.join("main/binary-amd64").join(name)).unwrap();
+                let hash =
+                    vmimage_apt::fetch::sha256_file(&dists.join("main/binary-amd64").join(name))
+                        .unwrap();
                 std::fs::write(by_hash.join(hash), bytes).unwrap();
             }
         }
@@ -362,14 +399,18 @@ impl LocalRepo {
             let end = start + release[start..].find('\n').unwrap();
             release.replace_range(start..end, &format!("Date: {date}"));
         }
-        let at = release.find("Architectures:").expect("Release has Architectures");
+        let at = release
+            .find("Architectures:")
+            .expect("Release has Architectures");
         release.insert_str(at, &extra);
         std::fs::write(dists.join("Release"), &release).unwrap();
-        self.signer.clearsign(&dists.join("Release"), &dists.join("InRelease"));
+        self.signer
+            .clearsign(&dists.join("Release"), &dists.join("InRelease"));
     }
 
     fn deb(&self, name: &str, version: &str) -> PathBuf {
-        self.root().join(format!("pool/main/{name}_{version}_amd64.deb"))
+        self.root()
+            .join(format!("pool/main/{name}_{version}_amd64.deb"))
     }
 }
 
@@ -437,25 +478,46 @@ fn test_file_repo_resolves_downloads_and_reads_debs() {
         .iter()
         .map(|p| format!("{}={}", p.name, p.version))
         .collect();
-    assert_eq!(got, ["app=2.0", "base-a=1.0", "ed-x=1.0", "libfoo=1.2-1", "mailer-b=1.0"]);
+    assert_eq!(
+        got,
+        [
+            "app=2.0",
+            "base-a=1.0",
+            "ed-x=1.0",
+            "libfoo=1.2-1",
+            "mailer-b=1.0"
+        ]
+    );
     // Requesting the other provider makes it the choice.
     let resolution2 = resolve(&universe, &request(Variant::Essential, &["app", "ed-y"])).unwrap();
     assert!(resolution2.get("ed-y").is_some() && resolution2.get("ed-x").is_none());
 
-    let paths = fetcher.download_packages(&resolution.packages).expect("download");
+    let paths = fetcher
+        .download_packages(&resolution.packages)
+        .expect("download");
     for (pkg, path) in resolution.packages.iter().zip(&paths) {
         assert_eq!(path, &repo.cache().join("sha256").join(&pkg.sha256));
     }
     assert_cache_clean(&repo.cache());
 
     // base-a: xz data, postinst, conffiles, md5sums.
-    let base = DebFile::open(resolution.get("base-a").map(|p| fetcher.cache().blob_path(&p.sha256)).as_deref().unwrap()).unwrap();
+    let base = DebFile::open(
+        resolution
+            .get("base-a")
+            .map(|p| fetcher.cache().blob_path(&p.sha256))
+            .as_deref()
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(base.data_member_name(), "data.tar.xz");
     let control = base.control().unwrap();
     assert_eq!(control.control.get("Essential"), Some("yes"));
     let postinst = control.members.get("postinst").unwrap();
     assert_eq!(postinst.mode & 0o777, 0o755);
-    assert_eq!(control.script("postinst").unwrap(), b"#!/bin/sh\necho postinst base-a\n");
+    assert_eq!(
+        control.script("postinst").unwrap(),
+        b"#!/bin/sh\necho postinst base-a\n"
+    );
     assert_eq!(control.conffiles(), ["/etc/base-a.conf"]);
     let sums: BTreeSet<String> = control.md5sums().into_iter().map(|(_, p)| p).collect();
     assert!(sums.contains("usr/bin/base-a"), "{sums:?}");
@@ -475,12 +537,22 @@ fn test_file_repo_resolves_downloads_and_reads_debs() {
     assert!(seen.contains("./etc/base-a.conf"), "{seen:?}");
 
     // app and libfoo 1.2: zstd members, scripts kept by name.
-    let app = DebFile::open(&fetcher.cache().blob_path(&resolution.get("app").unwrap().sha256)).unwrap();
+    let app = DebFile::open(
+        &fetcher
+            .cache()
+            .blob_path(&resolution.get("app").unwrap().sha256),
+    )
+    .unwrap();
     assert_eq!(app.data_member_name(), "data.tar.zst");
     let app_control = app.control().unwrap();
     let names: Vec<&str> = app_control.members.keys().map(String::as_str).collect();
     assert_eq!(names, ["md5sums", "preinst", "prerm"]);
-    let libfoo = DebFile::open(&fetcher.cache().blob_path(&resolution.get("libfoo").unwrap().sha256)).unwrap();
+    let libfoo = DebFile::open(
+        &fetcher
+            .cache()
+            .blob_path(&resolution.get("libfoo").unwrap().sha256),
+    )
+    .unwrap();
     let mut content = String::new();
     for entry in libfoo.data().unwrap().entries().unwrap() {
         let mut entry = entry.unwrap();
@@ -534,13 +606,25 @@ fn test_tampered_packages_index_is_refused() {
         .repository(repo.uri())
         .load(&fetcher, &Clock::System)
         .unwrap_err();
-    let IndexError::HashMismatch { url, expected, actual } = &e else {
+    let IndexError::HashMismatch {
+        url,
+        expected,
+        actual,
+    } = &e
+    else {
         panic!("expected a hash mismatch, got {e}");
     };
-    assert!(url.ends_with("dists/test/main/binary-amd64/Packages.xz"), "{url}");
+    assert!(
+        url.ends_with("dists/test/main/binary-amd64/Packages.xz"),
+        "{url}"
+    );
     assert_eq!(actual, &tampered);
     assert_ne!(expected, actual);
-    assert!(e.to_string().contains(&format!("expected {expected}, got {actual}")), "{e}");
+    assert!(
+        e.to_string()
+            .contains(&format!("expected {expected}, got {actual}")),
+        "{e}"
+    );
     assert!(!repo.cache().join("sha256").join(&tampered).exists());
     assert_cache_clean(&repo.cache());
 
@@ -555,7 +639,10 @@ fn test_tampered_packages_index_is_refused() {
         .load(&fetcher, &Clock::System)
         .unwrap_err();
     assert!(
-        matches!(e, IndexError::HashMismatch { .. } | IndexError::SizeMismatch { .. }),
+        matches!(
+            e,
+            IndexError::HashMismatch { .. } | IndexError::SizeMismatch { .. }
+        ),
         "{e}"
     );
     assert!(e.to_string().contains("Packages.xz"), "{e}");
@@ -566,7 +653,10 @@ fn test_tampered_packages_index_is_refused() {
 fn test_tampered_deb_is_refused_and_not_cached() {
     let repo = LocalRepo::build(RepoOptions::default());
     let fetcher = repo.fetcher();
-    let index = repo.repository(repo.uri()).load(&fetcher, &Clock::System).unwrap();
+    let index = repo
+        .repository(repo.uri())
+        .load(&fetcher, &Clock::System)
+        .unwrap();
     let universe = Universe::new(std::slice::from_ref(&index));
     let app = universe.get("app").unwrap().clone();
 
@@ -576,7 +666,9 @@ fn test_tampered_deb_is_refused_and_not_cached() {
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
     std::fs::write(&deb, &bytes).unwrap();
-    let e = fetcher.download_packages(std::slice::from_ref(&app)).unwrap_err();
+    let e = fetcher
+        .download_packages(std::slice::from_ref(&app))
+        .unwrap_err();
     let FetchError::HashMismatch { url, expected, .. } = &e else {
         panic!("expected a hash mismatch, got {e}");
     };
@@ -589,7 +681,10 @@ fn test_tampered_deb_is_refused_and_not_cached() {
     bytes.extend_from_slice(b"more");
     std::fs::write(&deb, &bytes).unwrap();
     let e = fetcher.fetch(&Download::of_package(&app)).unwrap_err();
-    assert!(matches!(e, FetchError::SizeMismatch { expected, actual, .. } if expected == app.size && actual == app.size + 1), "{e}");
+    assert!(
+        matches!(e, FetchError::SizeMismatch { expected, actual, .. } if expected == app.size && actual == app.size + 1),
+        "{e}"
+    );
     assert_cache_clean(&repo.cache());
 
     // Offline with a cold cache: a clear refusal, no network.
@@ -613,14 +708,24 @@ fn test_bad_signatures_and_expired_releases_are_refused() {
     // Expired by the real clock; accepted by a clock frozen before Valid-Until.
     let e = verify_inrelease(&inrelease, &keyring, &Clock::System, url).unwrap_err();
     assert!(matches!(e, ReleaseError::Expired { .. }), "{e}");
-    assert!(e.to_string().contains("Valid-Until Thu, 01 Jan 2015 00:00:00 UTC"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("Valid-Until Thu, 01 Jan 2015 00:00:00 UTC"),
+        "{e}"
+    );
     let frozen = Clock::Fixed(1_400_000_000);
     let release = verify_inrelease(&inrelease, &keyring, &frozen, url).unwrap();
     assert_eq!(release.valid_until, Some(1_420_070_400));
     // The same through Repository::load, which must fail before fetching any index.
     let fetcher = repo.fetcher();
-    let e = repo.repository(repo.uri()).load(&fetcher, &Clock::System).unwrap_err();
-    assert!(matches!(e, IndexError::Release(ReleaseError::Expired { .. })), "{e}");
+    let e = repo
+        .repository(repo.uri())
+        .load(&fetcher, &Clock::System)
+        .unwrap_err();
+    assert!(
+        matches!(e, IndexError::Release(ReleaseError::Expired { .. })),
+        "{e}"
+    );
     repo.repository(repo.uri()).load(&fetcher, &frozen).unwrap();
 
     // Text changed after signing.
@@ -635,27 +740,46 @@ fn test_bad_signatures_and_expired_releases_are_refused() {
     let smuggled = format!("{text}\nValid-Until: Thu, 01 Jan 2099 00:00:00 UTC\n");
     let r = verify_inrelease(smuggled.as_bytes(), &keyring, &frozen, url);
     if let Ok(r) = r {
-        assert_eq!(r.valid_until, Some(1_420_070_400), "unsigned trailer was parsed");
+        assert_eq!(
+            r.valid_until,
+            Some(1_420_070_400),
+            "unsigned trailer was parsed"
+        );
     }
 
     // Signed by a key that is not in the keyring: the error names the signer.
     let other_signed = repo.dir.path().join("InRelease.other");
     repo.other.clearsign(&dists.join("Release"), &other_signed);
-    let e = verify_inrelease(&std::fs::read(&other_signed).unwrap(), &keyring, &frozen, url).unwrap_err();
+    let e = verify_inrelease(
+        &std::fs::read(&other_signed).unwrap(),
+        &keyring,
+        &frozen,
+        url,
+    )
+    .unwrap_err();
     assert!(matches!(e, ReleaseError::BadSignature { .. }), "{e}");
     assert!(e.to_string().contains(&repo.other.fingerprint), "{e}");
 
     // Not signed at all.
-    let e = verify_inrelease(&std::fs::read(dists.join("Release")).unwrap(), &keyring, &frozen, url).unwrap_err();
+    let e = verify_inrelease(
+        &std::fs::read(dists.join("Release")).unwrap(),
+        &keyring,
+        &frozen,
+        url,
+    )
+    .unwrap_err();
     assert!(matches!(e, ReleaseError::Unsigned { .. }), "{e}");
     assert_cache_clean(&repo.cache());
 }
+
+/// Requests seen by the server: path and `Range` header.
+type RequestLog = Arc<Mutex<Vec<(String, Option<String>)>>>;
 
 /// A small static file server over plain HTTP/1.1 with `Range: bytes=N-` support, a request
 /// log, and a stop switch. Real `ureq` talks to it over real TCP on a free port.
 struct HttpServer {
     port: u16,
-    log: Arc<Mutex<Vec<(String, Option<String>)>>>,
+    log: RequestLog,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -704,7 +828,11 @@ impl Drop for HttpServer {
     }
 }
 
-fn serve(stream: TcpStream, root: &Path, log: &Mutex<Vec<(String, Option<String>)>>) -> std::io::Result<()> {
+fn serve(
+    stream: TcpStream,
+    root: &Path,
+    log: &Mutex<Vec<(String, Option<String>)>>,
+) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut line = String::new();
     reader.read_line(&mut line)?;
@@ -724,7 +852,9 @@ fn serve(stream: TcpStream, root: &Path, log: &Mutex<Vec<(String, Option<String>
     log.lock().unwrap().push((path.clone(), range.clone()));
     let mut out = stream;
     let Ok(body) = std::fs::read(root.join(path.trim_start_matches('/'))) else {
-        return out.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        return out.write_all(
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
     };
     let start = range
         .as_deref()
@@ -742,9 +872,14 @@ fn serve(stream: TcpStream, root: &Path, log: &Mutex<Vec<(String, Option<String>
             out.write_all(head.as_bytes())?;
             out.write_all(&body[n..])
         }
-        Some(_) => out.write_all(b"HTTP/1.1 416 Range Not Satisfiable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+        Some(_) => out.write_all(
+            b"HTTP/1.1 416 Range Not Satisfiable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        ),
         None => {
-            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
             out.write_all(head.as_bytes())?;
             out.write_all(&body)
         }
@@ -760,14 +895,18 @@ fn test_http_repo_by_hash_resume_warm_cache_and_offline() {
     let server = HttpServer::start(repo.root());
     let fetcher = repo.fetcher().parallel(3);
     let repository = repo.repository(server.url());
-    let index = repository.load(&fetcher, &Clock::System).expect("load over HTTP");
+    let index = repository
+        .load(&fetcher, &Clock::System)
+        .expect("load over HTTP");
     let universe = Universe::new(std::slice::from_ref(&index));
     let resolution = resolve(&universe, &request(Variant::Essential, &["app"])).unwrap();
 
     // The index came by hash.
     let first = server.requests();
     assert!(
-        first.iter().any(|(p, _)| p.contains("/main/binary-amd64/by-hash/SHA256/")),
+        first
+            .iter()
+            .any(|(p, _)| p.contains("/main/binary-amd64/by-hash/SHA256/")),
         "{first:?}"
     );
 
@@ -780,7 +919,11 @@ fn test_http_repo_by_hash_resume_warm_cache_and_offline() {
     std::fs::write(tmp.join(format!("{}.partial", app.sha256)), &bytes[..half]).unwrap();
 
     let done = std::sync::atomic::AtomicUsize::new(0);
-    let downloads: Vec<Download> = resolution.packages.iter().map(Download::of_package).collect();
+    let downloads: Vec<Download> = resolution
+        .packages
+        .iter()
+        .map(Download::of_package)
+        .collect();
     let paths = fetcher
         .fetch_all(&downloads, &|n, total| {
             assert_eq!(total, 5);
@@ -788,12 +931,21 @@ fn test_http_repo_by_hash_resume_warm_cache_and_offline() {
         })
         .unwrap();
     assert_eq!(done.load(Ordering::SeqCst), 5);
-    assert_eq!(std::fs::read(fetcher.cache().blob_path(&app.sha256)).unwrap(), bytes);
+    assert_eq!(
+        std::fs::read(fetcher.cache().blob_path(&app.sha256)).unwrap(),
+        bytes
+    );
     assert_eq!(paths.len(), 5);
     let log = server.requests();
-    let app_requests: Vec<_> = log.iter().filter(|(p, _)| p.ends_with("app_2.0_amd64.deb")).collect();
+    let app_requests: Vec<_> = log
+        .iter()
+        .filter(|(p, _)| p.ends_with("app_2.0_amd64.deb"))
+        .collect();
     assert_eq!(app_requests.len(), 1, "{log:?}");
-    assert_eq!(app_requests[0].1.as_deref(), Some(format!("bytes={half}-").as_str()));
+    assert_eq!(
+        app_requests[0].1.as_deref(),
+        Some(format!("bytes={half}-").as_str())
+    );
     assert_cache_clean(&repo.cache());
 
     // Warm cache: only the InRelease goes over the network.
@@ -808,14 +960,25 @@ fn test_http_repo_by_hash_resume_warm_cache_and_offline() {
     // Offline: the server is gone, and everything still loads from the cache.
     drop(server);
     let offline = repo.fetcher().offline(true);
-    let index = repository.load(&offline, &Clock::System).expect("offline load");
+    let index = repository
+        .load(&offline, &Clock::System)
+        .expect("offline load");
     assert_eq!(index.inrelease_sha256, inrelease_sha);
-    let again = resolve(&Universe::new(std::slice::from_ref(&index)), &request(Variant::Essential, &["app"])).unwrap();
+    let again = resolve(
+        &Universe::new(std::slice::from_ref(&index)),
+        &request(Variant::Essential, &["app"]),
+    )
+    .unwrap();
     assert_eq!(again, resolution);
-    offline.download_packages(&again.packages).expect("offline download");
+    offline
+        .download_packages(&again.packages)
+        .expect("offline download");
     // ... while an online fetcher reports the dead server clearly (one attempt, no backoff).
     let online = repo.fetcher().attempts(1);
     let e = repository.load(&online, &Clock::System).unwrap_err();
-    assert!(matches!(e, IndexError::Fetch(FetchError::Transfer { .. })), "{e}");
+    assert!(
+        matches!(e, IndexError::Fetch(FetchError::Transfer { .. })),
+        "{e}"
+    );
     assert!(e.to_string().contains("/dists/test/InRelease"), "{e}");
 }

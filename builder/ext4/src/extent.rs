@@ -7,7 +7,8 @@ use zerocopy::byteorder::little_endian::{U16, U32};
 
 use crate::csum;
 use crate::format::{
-    BLOCK_SIZE, EXTENT_MAGIC, EXTENTS_IN_INODE, EXTENTS_PER_BLOCK, Extent, ExtentHeader, ExtentIdx,
+    BLOCK_SIZE, EXT_INIT_MAX_LEN, EXTENT_MAGIC, EXTENTS_IN_INODE, EXTENTS_PER_BLOCK, Extent,
+    ExtentHeader, ExtentIdx,
 };
 
 /// One mapped run: `len` blocks of the file from `logical` at `phys`.
@@ -117,8 +118,8 @@ pub fn push(out: &mut Vec<FileExtent>, mut logical: u64, mut phys: u64, mut n: u
         if let Some(last) = out.last_mut() {
             let end_l = last.logical as u64 + last.len as u64;
             let end_p = last.phys + last.len as u64;
-            if end_l == logical && end_p == phys && (last.len as u64) < 32768 {
-                let take = n.min(32768 - last.len as u64);
+            if end_l == logical && end_p == phys && (last.len as u64) < EXT_INIT_MAX_LEN {
+                let take = n.min(EXT_INIT_MAX_LEN - last.len as u64);
                 last.len += take as u16;
                 logical += take;
                 phys += take;
@@ -126,7 +127,7 @@ pub fn push(out: &mut Vec<FileExtent>, mut logical: u64, mut phys: u64, mut n: u
                 continue;
             }
         }
-        let take = n.min(32768);
+        let take = n.min(EXT_INIT_MAX_LEN);
         out.push(FileExtent {
             logical: logical as u32,
             len: take as u16, // at most 32768 (EXT_INIT_MAX_LEN)

@@ -763,3 +763,16 @@ fn test_no_journal_option_and_label() {
     assert!(text.contains("Filesystem volume name:   rootfs"), "{text}");
     assert!(!text.contains("has_journal"), "{text}");
 }
+
+#[test]
+fn test_more_than_65000_subdirectories_set_nlink_to_one() {
+    let v: Vec<Item> = (0..65_010)
+        .map(|i| node(&format!("many/{i}"), Node::Directory, 0o755))
+        .collect();
+    let b = build(v, opts()).expect("build");
+    fsck(&b.path);
+    let stat = debugfs(&b.path, "stat /many");
+    assert!(stat.contains("Links: 1 "), "dir_nlink");
+    let stat = debugfs(&b.path, "stat /many/77");
+    assert!(stat.contains("Links: 2 "), "leaf dir");
+}

@@ -421,13 +421,15 @@ mod tests {
         let elf = known_elf();
         let dir = tempfile::tempdir().unwrap();
         let cases: &[(&str, &[&str], Compression)] = &[
-            ("gzip", &["-9", "-n", "-c"], Compression::Gzip),
-            ("xz", &["--check=crc32", "-c"], Compression::Xz),
-            ("lzma", &["-9", "-c"], Compression::Lzma),
-            ("bzip2", &["-9", "-c"], Compression::Bzip2),
-            ("lzop", &["-9", "-c"], Compression::Lzo),
-            ("lz4", &["-l", "-9", "-c"], Compression::Lz4),
-            ("zstd", &["-19", "-c"], Compression::Zstd),
+            // The kernel uses the highest levels; the formats are the same
+            // at the fast ones, which keep this test quick.
+            ("gzip", &["-1", "-n", "-c"], Compression::Gzip),
+            ("xz", &["-1", "--check=crc32", "-c"], Compression::Xz),
+            ("lzma", &["-1", "-c"], Compression::Lzma),
+            ("bzip2", &["-1", "-c"], Compression::Bzip2),
+            ("lzop", &["-1", "-c"], Compression::Lzo),
+            ("lz4", &["-l", "-c"], Compression::Lz4),
+            ("zstd", &["-3", "-c"], Compression::Zstd),
         ];
         for (tool, args, expected) in cases {
             let compressed = compress_with(tool, args, &elf);

@@ -468,10 +468,10 @@ impl Parser<'_> {
                         Entry::None => {}
                     }
                 }
-                "bool" | "tristate" | "string" | "int" | "hex" | "prompt" => {
-                    if rest.starts_with('"') {
-                        self.mark_prompt();
-                    }
+                "bool" | "tristate" | "string" | "int" | "hex" | "prompt"
+                    if rest.starts_with('"') =>
+                {
+                    self.mark_prompt();
                 }
                 "select" => {
                     if let Entry::Config(by) = &self.entry {

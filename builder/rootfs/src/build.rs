@@ -103,7 +103,10 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, RootfsError> {
             lock.check_fresh(recipe, path)?;
             (plan::from_lock(&lock, recipe, &archive), true)
         }
-        None => (plan::resolve(recipe, &archive, &fetcher, &opts.clock)?, false),
+        None => (
+            plan::resolve(recipe, &archive, &fetcher, &opts.clock)?,
+            false,
+        ),
     };
     tracing::info!(packages = planned.len(), locked, "downloading");
     let noop = |_: usize, _: usize| {};
@@ -119,7 +122,11 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, RootfsError> {
         .unwrap_or_else(|| debs.iter().map(|d| d.mtime).max().unwrap_or(0));
     let cache_dir = common_parent(&paths)?;
 
-    let name = dest.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let name = dest
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
     let work = tempfile::Builder::new()
         .prefix(&format!(".{name}.tmp-"))
         .tempdir_in(&parent)
@@ -194,7 +201,13 @@ fn compose(
     source_date_epoch: i64,
 ) -> Result<(), RootfsError> {
     tracing::info!(root = %root.display(), "installing");
-    install::install(root, debs, &recipe.rootfs.architecture, cache_dir, source_date_epoch)?;
+    install::install(
+        root,
+        debs,
+        &recipe.rootfs.architecture,
+        cache_dir,
+        source_date_epoch,
+    )?;
     write_apt_sources(root, recipe, archive)?;
     tracing::info!("applying the recipe");
     customize::apply(root, recipe, source_date_epoch)?;
@@ -238,12 +251,20 @@ fn write_apt_sources(root: &Path, recipe: &Recipe, archive: &str) -> Result<(), 
             repo.components.join(" ")
         ));
     }
-    install::write_file(&root.join("etc/apt/sources.list.d/vmimage.sources"), text.as_bytes(), 0o644)
+    install::write_file(
+        &root.join("etc/apt/sources.list.d/vmimage.sources"),
+        text.as_bytes(),
+        0o644,
+    )
 }
 
 fn copy_key(root: &Path, key: &Path, name: &str) -> Result<String, RootfsError> {
     let data = std::fs::read(key).map_err(io_err(key))?;
-    let ext = if data.starts_with(b"-----BEGIN") { "asc" } else { "gpg" };
+    let ext = if data.starts_with(b"-----BEGIN") {
+        "asc"
+    } else {
+        "gpg"
+    };
     let rel = format!("etc/apt/keyrings/{name}.{ext}");
     install::write_file(&root.join(&rel), &data, 0o644)?;
     Ok(format!("/{rel}"))

@@ -45,7 +45,12 @@ pub fn apply(root: &Path, recipe: &Recipe, source_date_epoch: i64) -> Result<(),
             Some(gid) => cmd.extend(["--gid".into(), gid.to_string(), "--no-user-group".into()]),
             None => cmd.push("--user-group".into()),
         }
-        cmd.extend(["--home-dir".into(), u.home.clone(), "--shell".into(), u.shell.clone()]);
+        cmd.extend([
+            "--home-dir".into(),
+            u.home.clone(),
+            "--shell".into(),
+            u.shell.clone(),
+        ]);
         if !u.groups.is_empty() {
             cmd.extend(["--groups".into(), u.groups.join(",")]);
         }
@@ -66,7 +71,11 @@ pub fn apply(root: &Path, recipe: &Recipe, source_date_epoch: i64) -> Result<(),
         })?;
     }
     if let Some(h) = &recipe.rootfs.hostname {
-        write_file(&root.join("etc/hostname"), format!("{h}\n").as_bytes(), 0o644)?;
+        write_file(
+            &root.join("etc/hostname"),
+            format!("{h}\n").as_bytes(),
+            0o644,
+        )?;
     }
     if !recipe.run.is_empty() {
         with_host_resolv_conf(root, || {
@@ -126,12 +135,20 @@ fn lookup(root: &Path, db: &str, id: &OwnerId) -> Result<u32, String> {
 }
 
 /// Directories systemd loads units from, most specific first.
-const UNIT_DIRS: &[&str] = &["etc/systemd/system", "usr/lib/systemd/system", "lib/systemd/system"];
+const UNIT_DIRS: &[&str] = &[
+    "etc/systemd/system",
+    "usr/lib/systemd/system",
+    "lib/systemd/system",
+];
 
 fn enable_unit(root: &Path, unit: &str) -> Result<(), String> {
     let (dir, text) = UNIT_DIRS
         .iter()
-        .find_map(|d| std::fs::read_to_string(root.join(d).join(unit)).ok().map(|t| (*d, t)))
+        .find_map(|d| {
+            std::fs::read_to_string(root.join(d).join(unit))
+                .ok()
+                .map(|t| (*d, t))
+        })
         .ok_or_else(|| format!("unit {unit} not found in /{}", UNIT_DIRS.join(", /")))?;
     let mut in_install = false;
     let mut links = Vec::new();
@@ -155,7 +172,9 @@ fn enable_unit(root: &Path, unit: &str) -> Result<(), String> {
         }
     }
     if links.is_empty() {
-        return Err(format!("unit {unit} has no WantedBy= or RequiredBy= in [Install]"));
+        return Err(format!(
+            "unit {unit} has no WantedBy= or RequiredBy= in [Install]"
+        ));
     }
     for dir_rel in links {
         let wants = root.join(&dir_rel);
@@ -286,11 +305,27 @@ mod tests {
         )
         .unwrap();
         enable_unit(root.path(), "x.service").unwrap();
-        for d in ["multi-user.target.wants", "graphical.target.wants", "y.service.requires"] {
-            let link = root.path().join("etc/systemd/system").join(d).join("x.service");
-            assert_eq!(std::fs::read_link(&link).unwrap(), Path::new("/usr/lib/systemd/system/x.service"));
+        for d in [
+            "multi-user.target.wants",
+            "graphical.target.wants",
+            "y.service.requires",
+        ] {
+            let link = root
+                .path()
+                .join("etc/systemd/system")
+                .join(d)
+                .join("x.service");
+            assert_eq!(
+                std::fs::read_link(&link).unwrap(),
+                Path::new("/usr/lib/systemd/system/x.service")
+            );
         }
-        assert!(!root.path().join("etc/systemd/system/ignored.target.wants").exists());
+        assert!(
+            !root
+                .path()
+                .join("etc/systemd/system/ignored.target.wants")
+                .exists()
+        );
     }
 
     #[test]
@@ -298,7 +333,11 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let unit_dir = root.path().join("etc/systemd/system");
         std::fs::create_dir_all(&unit_dir).unwrap();
-        std::fs::write(unit_dir.join("x.service"), "[Service]\nExecStart=/bin/true\n").unwrap();
+        std::fs::write(
+            unit_dir.join("x.service"),
+            "[Service]\nExecStart=/bin/true\n",
+        )
+        .unwrap();
         let err = enable_unit(root.path(), "x.service").unwrap_err();
         assert!(err.contains("no WantedBy"), "{err}");
         let err = enable_unit(root.path(), "missing.service").unwrap_err();
@@ -309,8 +348,15 @@ mod tests {
     fn test_owner_names_come_from_the_image() {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(root.path().join("etc")).unwrap();
-        std::fs::write(root.path().join("etc/passwd"), "root:x:0:0::/root:/bin/sh\napp:x:1234:1234::/:/bin/sh\n").unwrap();
-        assert_eq!(lookup(root.path(), "etc/passwd", &OwnerId::Name("app".into())), Ok(1234));
+        std::fs::write(
+            root.path().join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\napp:x:1234:1234::/:/bin/sh\n",
+        )
+        .unwrap();
+        assert_eq!(
+            lookup(root.path(), "etc/passwd", &OwnerId::Name("app".into())),
+            Ok(1234)
+        );
         assert_eq!(lookup(root.path(), "etc/passwd", &OwnerId::Id(7)), Ok(7));
         assert!(lookup(root.path(), "etc/passwd", &OwnerId::Name("nobody2".into())).is_err());
     }

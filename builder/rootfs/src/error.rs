@@ -16,7 +16,7 @@ pub enum RootfsError {
         /// Suite.
         suite: String,
         /// What the host's sources said.
-        source: vmimage_apt::SourcesError,
+        source: Box<vmimage_apt::SourcesError>,
     },
     /// Loading a repository's signed indices failed (bad signature, expired, tampered index).
     #[error("loading {url} {suite}: {source}")]
@@ -26,17 +26,17 @@ pub enum RootfsError {
         /// Suite.
         suite: String,
         /// The cause.
-        source: vmimage_apt::IndexError,
+        source: Box<vmimage_apt::IndexError>,
     },
     /// Dependency resolution failed.
     #[error("resolving packages: {0}")]
-    Resolve(#[from] vmimage_apt::ResolveError),
+    Resolve(Box<vmimage_apt::ResolveError>),
     /// A download failed or did not verify.
     #[error("downloading packages: {0}")]
-    Fetch(#[from] vmimage_apt::FetchError),
+    Fetch(Box<vmimage_apt::FetchError>),
     /// A `.deb` could not be read.
     #[error("reading package: {0}")]
-    Deb(#[from] vmimage_apt::DebError),
+    Deb(Box<vmimage_apt::DebError>),
     /// The lockfile is unreadable, malformed or stale.
     #[error("{}: {message}", path.display())]
     Lockfile {
@@ -90,4 +90,22 @@ fn output_tail(output: &str) -> String {
 pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> RootfsError {
     let path = path.into();
     move |source| RootfsError::Io { path, source }
+}
+
+impl From<vmimage_apt::ResolveError> for RootfsError {
+    fn from(e: vmimage_apt::ResolveError) -> Self {
+        RootfsError::Resolve(Box::new(e))
+    }
+}
+
+impl From<vmimage_apt::FetchError> for RootfsError {
+    fn from(e: vmimage_apt::FetchError) -> Self {
+        RootfsError::Fetch(Box::new(e))
+    }
+}
+
+impl From<vmimage_apt::DebError> for RootfsError {
+    fn from(e: vmimage_apt::DebError) -> Self {
+        RootfsError::Deb(Box::new(e))
+    }
 }

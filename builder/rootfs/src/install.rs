@@ -53,7 +53,10 @@ pub struct DebInfo {
 }
 
 /// Reads the control information of each planned package's `.deb`.
-pub fn read_debs(planned: &[PlannedPackage], paths: &[PathBuf]) -> Result<Vec<DebInfo>, RootfsError> {
+pub fn read_debs(
+    planned: &[PlannedPackage],
+    paths: &[PathBuf],
+) -> Result<Vec<DebInfo>, RootfsError> {
     use rayon::prelude::*;
     planned
         .par_iter()
@@ -101,9 +104,14 @@ fn ar_mtime(path: &Path) -> Result<i64, RootfsError> {
     std::fs::File::open(path)
         .and_then(|mut f| f.read_exact(&mut head))
         .map_err(io_err(path))?;
-    let field = std::str::from_utf8(&head[8 + 16..8 + 28]).unwrap_or("").trim();
+    let field = std::str::from_utf8(&head[8 + 16..8 + 28])
+        .unwrap_or("")
+        .trim();
     field.parse().map_err(|_| {
-        RootfsError::Install(format!("{}: malformed ar header mtime {field:?}", path.display()))
+        RootfsError::Install(format!(
+            "{}: malformed ar header mtime {field:?}",
+            path.display()
+        ))
     })
 }
 
@@ -121,13 +129,22 @@ pub fn install_order(debs: &[DebInfo]) -> Vec<usize> {
         }
     }
     let pick = |group: &Vec<String>| -> Option<usize> {
-        group
-            .iter()
-            .find_map(|n| by_name.get(n.as_str()).or_else(|| providers.get(n.as_str())).copied())
+        group.iter().find_map(|n| {
+            by_name
+                .get(n.as_str())
+                .or_else(|| providers.get(n.as_str()))
+                .copied()
+        })
     };
     let deps: Vec<Vec<usize>> = debs
         .iter()
-        .map(|d| d.pre_depends.iter().chain(&d.depends).filter_map(pick).collect())
+        .map(|d| {
+            d.pre_depends
+                .iter()
+                .chain(&d.depends)
+                .filter_map(pick)
+                .collect()
+        })
         .collect();
     let mut state = vec![0u8; debs.len()]; // 0 new, 1 on stack, 2 done
     let mut order = Vec::with_capacity(debs.len());
@@ -152,7 +169,11 @@ pub fn install_order(debs: &[DebInfo]) -> Vec<usize> {
 
 /// The essential set: `Essential: yes` packages and everything they (pre-)depend on.
 pub fn essential_set(debs: &[DebInfo]) -> BTreeSet<usize> {
-    let by_name: BTreeMap<&str, usize> = debs.iter().enumerate().map(|(i, d)| (d.name.as_str(), i)).collect();
+    let by_name: BTreeMap<&str, usize> = debs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.name.as_str(), i))
+        .collect();
     let mut providers: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, d) in debs.iter().enumerate() {
         for v in &d.provides {
@@ -166,10 +187,11 @@ pub fn essential_set(debs: &[DebInfo]) -> BTreeSet<usize> {
             continue;
         }
         for group in debs[i].pre_depends.iter().chain(&debs[i].depends) {
-            if let Some(&d) = group
-                .iter()
-                .find_map(|n| by_name.get(n.as_str()).or_else(|| providers.get(n.as_str())))
-            {
+            if let Some(&d) = group.iter().find_map(|n| {
+                by_name
+                    .get(n.as_str())
+                    .or_else(|| providers.get(n.as_str()))
+            }) {
                 todo.push(d);
             }
         }
@@ -198,10 +220,18 @@ pub fn install(
         extract(&debs[i], root)?;
     }
     let policy = root.join("usr/sbin/policy-rc.d");
-    write_file(&policy, b"#!/bin/sh\n# vmimage: no service starts during the build\nexit 101\n", 0o755)?;
+    write_file(
+        &policy,
+        b"#!/bin/sh\n# vmimage: no service starts during the build\nexit 101\n",
+        0o755,
+    )?;
 
     let deb_arg = |i: &usize| -> String {
-        let file = debs[*i].path.file_name().unwrap_or_default().to_string_lossy();
+        let file = debs[*i]
+            .path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy();
         format!("{DEB_MOUNT}/{file}")
     };
     let dpkg = ["dpkg", "--force-depends", "--force-unsafe-io", "--install"];
@@ -213,16 +243,25 @@ pub fn install(
     if rest.len() > dpkg.len() {
         commands.push(rest);
     }
-    commands.push(["dpkg", "--force-unsafe-io", "--configure", "--pending"].map(String::from).to_vec());
+    commands.push(
+        ["dpkg", "--force-unsafe-io", "--configure", "--pending"]
+            .map(String::from)
+            .to_vec(),
+    );
     let chroot = Chroot::new(root, source_date_epoch).with_debs(cache_dir);
     let result = chroot.run("installing packages with dpkg", &commands);
     // policy-rc.d is ours, not a package's: it must not ship.
     let _ = std::fs::remove_file(&policy);
     let _ = std::fs::remove_dir(root.join(DEB_MOUNT.trim_start_matches('/')));
     result?;
-    let audit = chroot.output("checking the dpkg database", &["dpkg".into(), "--audit".into()])?;
+    let audit = chroot.output(
+        "checking the dpkg database",
+        &["dpkg".into(), "--audit".into()],
+    )?;
     if !audit.trim().is_empty() {
-        return Err(RootfsError::Install(format!("dpkg --audit reports problems:\n{audit}")));
+        return Err(RootfsError::Install(format!(
+            "dpkg --audit reports problems:\n{audit}"
+        )));
     }
     Ok(())
 }
@@ -246,7 +285,11 @@ fn prepare_dpkg_dirs(root: &Path, architecture: &str) -> Result<(), RootfsError>
     set_mode(&root.join("tmp"), 0o1777)?;
     write_file(&root.join("var/lib/dpkg/status"), b"", 0o644)?;
     write_file(&root.join("var/lib/dpkg/available"), b"", 0o644)?;
-    write_file(&root.join("var/lib/dpkg/arch"), format!("{architecture}\n").as_bytes(), 0o644)?;
+    write_file(
+        &root.join("var/lib/dpkg/arch"),
+        format!("{architecture}\n").as_bytes(),
+        0o644,
+    )?;
     Ok(())
 }
 
@@ -322,10 +365,18 @@ impl<'a> Chroot<'a> {
                 "mkdir -p \"$R{DEB_MOUNT}\"\nmount --bind \"$2\" \"$R{DEB_MOUNT}\"\nmount -o remount,bind,ro \"$R{DEB_MOUNT}\"\n"
             ));
         }
-        let env: Vec<String> = self.env.iter().map(|(k, v)| sh_quote(&format!("{k}={v}"))).collect();
+        let env: Vec<String> = self
+            .env
+            .iter()
+            .map(|(k, v)| sh_quote(&format!("{k}={v}")))
+            .collect();
         for cmd in commands {
             let argv: Vec<String> = cmd.iter().map(|a| sh_quote(a)).collect();
-            s.push_str(&format!("chroot \"$R\" /usr/bin/env -i {} {}\n", env.join(" "), argv.join(" ")));
+            s.push_str(&format!(
+                "chroot \"$R\" /usr/bin/env -i {} {}\n",
+                env.join(" "),
+                argv.join(" ")
+            ));
         }
         s
     }
@@ -388,7 +439,8 @@ impl<'a> Chroot<'a> {
 /// Quotes `s` for a POSIX shell.
 pub(crate) fn sh_quote(s: &str) -> String {
     if !s.is_empty()
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
     {
         s.to_string()
     } else {
@@ -400,12 +452,21 @@ pub(crate) fn sh_quote(s: &str) -> String {
 mod tests {
     use super::*;
 
-    fn deb(name: &str, pre: &[&str], deps: &[&[&str]], provides: &[&str], essential: bool) -> DebInfo {
+    fn deb(
+        name: &str,
+        pre: &[&str],
+        deps: &[&[&str]],
+        provides: &[&str],
+        essential: bool,
+    ) -> DebInfo {
         DebInfo {
             name: name.into(),
             essential,
             pre_depends: pre.iter().map(|p| vec![p.to_string()]).collect(),
-            depends: deps.iter().map(|g| g.iter().map(|s| s.to_string()).collect()).collect(),
+            depends: deps
+                .iter()
+                .map(|g| g.iter().map(|s| s.to_string()).collect())
+                .collect(),
             provides: provides.iter().map(|s| s.to_string()).collect(),
             path: PathBuf::new(),
             mtime: 0,
@@ -415,22 +476,37 @@ mod tests {
     #[test]
     fn test_install_order_puts_dependencies_first() {
         let debs = vec![
-            deb("app", &[], &[&["mail-transport-agent"], &["libfoo"]], &[], false),
+            deb(
+                "app",
+                &[],
+                &[&["mail-transport-agent"], &["libfoo"]],
+                &[],
+                false,
+            ),
             deb("exim", &["libc6"], &[], &["mail-transport-agent"], false),
             deb("libc6", &[], &[], &[], false),
             deb("libfoo", &["libc6"], &[&["missing", "libc6"]], &[], false),
         ];
-        let order: Vec<&str> = install_order(&debs).iter().map(|&i| debs[i].name.as_str()).collect();
+        let order: Vec<&str> = install_order(&debs)
+            .iter()
+            .map(|&i| debs[i].name.as_str())
+            .collect();
         let pos = |n: &str| order.iter().position(|x| *x == n).unwrap();
         assert!(pos("libc6") < pos("exim"));
-        assert!(pos("exim") < pos("app"), "virtual package provider first: {order:?}");
+        assert!(
+            pos("exim") < pos("app"),
+            "virtual package provider first: {order:?}"
+        );
         assert!(pos("libfoo") < pos("app"));
         assert_eq!(order.len(), 4);
     }
 
     #[test]
     fn test_install_order_survives_cycles() {
-        let debs = vec![deb("a", &[], &[&["b"]], &[], false), deb("b", &[], &[&["a"]], &[], false)];
+        let debs = vec![
+            deb("a", &[], &[&["b"]], &[], false),
+            deb("b", &[], &[&["a"]], &[], false),
+        ];
         let order = install_order(&debs);
         assert_eq!(order.len(), 2);
     }
@@ -443,14 +519,21 @@ mod tests {
             deb("libgcc-s1", &[], &[], &[], false),
             deb("curl", &[], &[&["libc6"]], &[], false),
         ];
-        let set: Vec<&str> = essential_set(&debs).iter().map(|&i| debs[i].name.as_str()).collect();
+        let set: Vec<&str> = essential_set(&debs)
+            .iter()
+            .map(|&i| debs[i].name.as_str())
+            .collect();
         assert_eq!(set, vec!["dash", "libc6", "libgcc-s1"]);
     }
 
     #[test]
     fn test_sh_quote_round_trips_awkward_strings() {
         for s in ["plain", "with space", "it's", "", "$HOME;rm"] {
-            let out = Command::new("/bin/sh").arg("-c").arg(format!("printf %s {}", sh_quote(s))).output().unwrap();
+            let out = Command::new("/bin/sh")
+                .arg("-c")
+                .arg(format!("printf %s {}", sh_quote(s)))
+                .output()
+                .unwrap();
             assert_eq!(String::from_utf8(out.stdout).unwrap(), s);
         }
     }

@@ -81,7 +81,10 @@ impl Lockfile {
             if p.sha256.len() != 64 || !p.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(RootfsError::Lockfile {
                     path: path.to_path_buf(),
-                    message: format!("package {}: sha256 {:?} is not 64 hex digits", p.name, p.sha256),
+                    message: format!(
+                        "package {}: sha256 {:?} is not 64 hex digits",
+                        p.name, p.sha256
+                    ),
                 });
             }
         }
@@ -151,7 +154,10 @@ mod tests {
         let back = Lockfile::read(&path).unwrap();
         assert_eq!(back, lock);
         assert_eq!(back.packages[0].name, "bash");
-        assert_eq!(Lockfile::default_path(Path::new("/r/x.toml")), Path::new("/r/x.toml.lock"));
+        assert_eq!(
+            Lockfile::default_path(Path::new("/r/x.toml")),
+            Path::new("/r/x.toml.lock")
+        );
     }
 
     #[test]
@@ -162,9 +168,13 @@ mod tests {
             .check_fresh(&changed, Path::new("/r/x.toml.lock"))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("/r/x.toml changed since x.toml.lock was written"), "{err}");
+        assert!(
+            err.contains("/r/x.toml changed since x.toml.lock was written"),
+            "{err}"
+        );
         assert!(err.contains("vmimage lock --update"), "{err}");
-        lock.check_fresh(&recipe(""), Path::new("/r/x.toml.lock")).unwrap();
+        lock.check_fresh(&recipe(""), Path::new("/r/x.toml.lock"))
+            .unwrap();
     }
 
     #[test]

@@ -84,13 +84,23 @@ mod tests {
         std::fs::create_dir_all(root.path().join("usr/lib/python3")).unwrap();
         std::os::unix::fs::symlink("/nonexistent", root.path().join("etc/dangling")).unwrap();
         normalize(root.path(), 1_000_000).unwrap();
-        assert_eq!(std::fs::read(root.path().join("etc/machine-id")).unwrap(), b"");
+        assert_eq!(
+            std::fs::read(root.path().join("etc/machine-id")).unwrap(),
+            b""
+        );
         assert!(!root.path().join("var/cache/ldconfig/aux-cache").exists());
         for p in ["etc", "etc/machine-id", "usr/lib/python3", ""] {
             let m = std::fs::symlink_metadata(root.path().join(p)).unwrap();
-            assert_eq!(FileTime::from_last_modification_time(&m).unix_seconds(), 1_000_000, "{p}");
+            assert_eq!(
+                FileTime::from_last_modification_time(&m).unix_seconds(),
+                1_000_000,
+                "{p}"
+            );
         }
         let m = std::fs::symlink_metadata(root.path().join("etc/dangling")).unwrap();
-        assert_eq!(FileTime::from_last_modification_time(&m).unix_seconds(), 1_000_000);
+        assert_eq!(
+            FileTime::from_last_modification_time(&m).unix_seconds(),
+            1_000_000
+        );
     }
 }

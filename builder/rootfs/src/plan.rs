@@ -65,7 +65,7 @@ pub fn archive_url(recipe: &Recipe, mirror_override: Option<&str>) -> Result<Str
     let host = vmimage_apt::host_mirror(&r.suite).map_err(|source| RootfsError::NoMirror {
         distro: r.distro.to_string(),
         suite: r.suite.clone(),
-        source,
+        source: Box::new(source),
     })?;
     // The host may list an archive of another distribution under the same suite name only
     // by mistake; nothing to check here but the name, which is the user's sources file.
@@ -128,11 +128,13 @@ pub fn resolve(
             )));
         }
         tracing::info!(url = %repo.uri, suite = %repo.suite, "loading signed indices");
-        let index = repo.load(fetcher, clock).map_err(|source| RootfsError::Index {
-            url: repo.uri.clone(),
-            suite: repo.suite.clone(),
-            source,
-        })?;
+        let index = repo
+            .load(fetcher, clock)
+            .map_err(|source| RootfsError::Index {
+                url: repo.uri.clone(),
+                suite: repo.suite.clone(),
+                source: Box::new(source),
+            })?;
         indices.push(index);
     }
     let universe = Universe::new(&indices);

@@ -66,7 +66,10 @@ pub fn dep5_license(text: &str) -> Option<String> {
 
 /// An SPDX license identifier (or `LicenseRef-`) for a DEP-5 short name.
 pub fn spdx_license(dep5: &str) -> String {
-    if let Some((_, id)) = SPDX_NAMES.iter().find(|(n, _)| n.eq_ignore_ascii_case(dep5)) {
+    if let Some((_, id)) = SPDX_NAMES
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(dep5))
+    {
         return id.to_string();
     }
     format!("LicenseRef-{}", spdx_id_chars(dep5))
@@ -74,7 +77,13 @@ pub fn spdx_license(dep5: &str) -> String {
 
 fn spdx_id_chars(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect()
 }
 
@@ -105,11 +114,19 @@ pub fn spdx(
     let mut rels = Vec::new();
     let mut refs = BTreeMap::new();
     for p in packages {
-        ids_hash.update(format!("{} {} {} {}\n", p.name, p.version, p.architecture, p.sha256));
-        let id = format!("SPDXRef-Package-deb-{}-{}", spdx_id_chars(&p.name), spdx_id_chars(&p.architecture));
-        let license = std::fs::read_to_string(root.join("usr/share/doc").join(&p.name).join("copyright"))
-            .ok()
-            .and_then(|t| dep5_license(&t));
+        ids_hash.update(format!(
+            "{} {} {} {}\n",
+            p.name, p.version, p.architecture, p.sha256
+        ));
+        let id = format!(
+            "SPDXRef-Package-deb-{}-{}",
+            spdx_id_chars(&p.name),
+            spdx_id_chars(&p.architecture)
+        );
+        let license =
+            std::fs::read_to_string(root.join("usr/share/doc").join(&p.name).join("copyright"))
+                .ok()
+                .and_then(|t| dep5_license(&t));
         let declared = match &license {
             Some(l) => {
                 let id = spdx_license(l);
@@ -233,12 +250,26 @@ mod tests {
             sha256: "00".repeat(32),
         };
         let root = tempfile::tempdir().unwrap();
-        let a = spdx("img", "debian", std::slice::from_ref(&p), root.path(), 86_400);
+        let a = spdx(
+            "img",
+            "debian",
+            std::slice::from_ref(&p),
+            root.path(),
+            86_400,
+        );
         let b = spdx("img", "debian", &[p], root.path(), 86_400);
         assert_eq!(a, b);
         assert_eq!(a["creationInfo"]["created"], "1970-01-02T00:00:00Z");
-        let purl = a["packages"][0]["externalRefs"][0]["referenceLocator"].as_str().unwrap();
-        assert_eq!(purl, "pkg:deb/debian/libstdc%2B%2B6@1%3A12.2.0-14?arch=amd64");
-        assert_eq!(a["packages"][0]["SPDXID"], "SPDXRef-Package-deb-libstdc--6-amd64");
+        let purl = a["packages"][0]["externalRefs"][0]["referenceLocator"]
+            .as_str()
+            .unwrap();
+        assert_eq!(
+            purl,
+            "pkg:deb/debian/libstdc%2B%2B6@1%3A12.2.0-14?arch=amd64"
+        );
+        assert_eq!(
+            a["packages"][0]["SPDXID"],
+            "SPDXRef-Package-deb-libstdc--6-amd64"
+        );
     }
 }

@@ -30,7 +30,11 @@ pub struct TarStats {
 }
 
 /// Writes `root` as a deterministic tar to `out`.
-pub fn write_tar<W: Write>(root: &Path, out: W, source_date_epoch: i64) -> Result<TarStats, RootfsError> {
+pub fn write_tar<W: Write>(
+    root: &Path,
+    out: W,
+    source_date_epoch: i64,
+) -> Result<TarStats, RootfsError> {
     let mut w = TarWriter {
         builder: tar::Builder::new(out),
         epoch: source_date_epoch,
@@ -48,20 +52,21 @@ pub fn write_tar<W: Write>(root: &Path, out: W, source_date_epoch: i64) -> Resul
 }
 
 /// Writes the tar to `path` and returns its SHA256 (lowercase hex) with the stats.
-pub fn write_tar_file(root: &Path, path: &Path, source_date_epoch: i64) -> Result<(String, TarStats), RootfsError> {
+pub fn write_tar_file(
+    root: &Path,
+    path: &Path,
+    source_date_epoch: i64,
+) -> Result<(String, TarStats), RootfsError> {
     let file = std::fs::File::create(path).map_err(io_err(path))?;
     let mut hashing = HashingWriter {
         inner: std::io::BufWriter::with_capacity(1 << 20, file),
         hash: Sha256::new(),
     };
     let stats = write_tar(root, &mut hashing, source_date_epoch)?;
-    let file = hashing
-        .inner
-        .into_inner()
-        .map_err(|e| RootfsError::Io {
-            path: path.to_path_buf(),
-            source: e.into_error(),
-        })?;
+    let file = hashing.inner.into_inner().map_err(|e| RootfsError::Io {
+        path: path.to_path_buf(),
+        source: e.into_error(),
+    })?;
     file.sync_all().map_err(io_err(path))?;
     Ok((hex::encode(hashing.hash.finalize()), stats))
 }
@@ -167,9 +172,7 @@ impl<W: Write> TarWriter<W> {
         }
         set_name(&mut header, name, &mut pax);
         {
-            let mut names: Vec<_> = xattr::list(path)
-                .map_err(io_err(path))?
-                .collect();
+            let mut names: Vec<_> = xattr::list(path).map_err(io_err(path))?.collect();
             names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
             for n in names {
                 if let Some(value) = xattr::get(path, &n).map_err(io_err(path))? {
@@ -284,7 +287,10 @@ mod tests {
             names.push(String::from_utf8(e.path_bytes().into_owned()).unwrap());
         }
         assert_eq!(&names[..4], &["./", "./a", "./b/", "./b/a-link"]);
-        assert!(names.iter().any(|n| n.len() > 200), "long path kept via PAX: {names:?}");
+        assert!(
+            names.iter().any(|n| n.len() > 200),
+            "long path kept via PAX: {names:?}"
+        );
     }
 
     #[test]
@@ -308,8 +314,17 @@ mod tests {
         let a = std::fs::metadata(out.join("a")).unwrap();
         let b = std::fs::metadata(out.join("b/a-link")).unwrap();
         assert_eq!(a.ino(), b.ino(), "hard link restored");
-        assert_eq!(std::fs::read_link(out.join("b/sym")).unwrap(), Path::new("../a"));
-        assert_eq!(std::fs::read_link(out.join("longlink")).unwrap().as_os_str().len(), 150);
+        assert_eq!(
+            std::fs::read_link(out.join("b/sym")).unwrap(),
+            Path::new("../a")
+        );
+        assert_eq!(
+            std::fs::read_link(out.join("longlink"))
+                .unwrap()
+                .as_os_str()
+                .len(),
+            150
+        );
         let long = out.join("d".repeat(120)).join("f".repeat(90));
         assert_eq!(std::fs::read(long).unwrap(), b"long");
     }
@@ -321,8 +336,12 @@ mod tests {
         std::fs::write(&f, "x").unwrap();
         if xattr::set(&f, "user.vmimage", b"v1").is_err() {
             // tmpfs without user xattrs: use a trusted/security name only root may set.
-            xattr::set(&f, "security.capability", b"\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")
-                .expect("setting an xattr (run as root)");
+            xattr::set(
+                &f,
+                "security.capability",
+                b"\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00",
+            )
+            .expect("setting an xattr (run as root)");
         }
         let bytes = tar_bytes(root.path(), 1000);
         let mut archive = tar::Archive::new(&bytes[..]);
