@@ -5,7 +5,8 @@
 //! interrupted download resumes with an HTTP `Range` request; `<cache>/refs/` remembers the
 //! last `InRelease` fetched per URL for offline mode. A blob is renamed into `sha256/` only
 //! after its size and SHA256 matched, so nothing unverified is ever served from the cache.
-//! A warm cache means no network at all, except `InRelease`, which is fetched again unless the
+//! Cache hits are re-hashed (cheap next to a wrong package), and a damaged blob is
+//! fetched again. A warm cache means no network at all, except `InRelease`, which is fetched again unless the
 //! [`Fetcher`] is offline. Transient failures are retried with exponential backoff.
 //! Supported URL schemes: `http://`, `https://`, `file://`.
 
@@ -226,13 +227,16 @@ impl Fetcher {
     pub fn fetch(&self, download: &Download) -> Result<PathBuf, FetchError> {
         let sha = download.sha256.to_ascii_lowercase();
         let dest = self.cache.blob_path(&sha);
-        if let Ok(meta) = fs::metadata(&dest) {
-            if meta.is_file() && meta.len() == download.size {
-                return Ok(dest);
+        if dest.exists() {
+            // Only verified blobs are renamed in, but the disk (or a person) may have changed
+            // one since; hashing is cheap next to what a wrong package costs.
+            match verify_file(&dest, &download.url, &sha, download.size) {
+                Ok(()) => return Ok(dest),
+                Err(e) => {
+                    tracing::warn!(path = %dest.display(), "cached blob damaged ({e}); fetching again");
+                    remove_if_exists(&dest)?;
+                }
             }
-            // Only verified blobs are renamed in, so a wrong size means outside damage.
-            tracing::warn!(path = %dest.display(), "cached blob has the wrong size; fetching again");
-            remove_if_exists(&dest)?;
         }
         if self.offline {
             return Err(FetchError::NotCached {
@@ -243,7 +247,7 @@ impl Fetcher {
         }
         let tmp_dir = self.cache.root.join("tmp");
         create_dir(&tmp_dir)?;
-        create_dir(&dest.with_file_name(""))?;
+        create_dir(dest.parent().unwrap_or(&self.cache.root))?;
         let partial = tmp_dir.join(format!("{sha}.partial"));
         self.with_retries(&download.url, |_attempt| {
             let have = fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
@@ -311,7 +315,7 @@ impl Fetcher {
         let sha = hex::encode(Sha256::digest(&bytes));
         let blob = self.cache.blob_path(&sha);
         create_dir(&refs)?;
-        create_dir(&blob.with_file_name(""))?;
+        create_dir(blob.parent().unwrap_or(&self.cache.root))?;
         if !blob.is_file() {
             write_atomically(&blob, &bytes)?;
         }

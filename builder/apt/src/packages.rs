@@ -155,20 +155,87 @@ impl Package {
 
 /// Parses a whole (decompressed) `Packages` index. `origin` (usually its URL) names the index
 /// in errors; records are returned in index order.
+///
+/// Large indices (Debian's main has 60,000+ stanzas) are cut at stanza boundaries and parsed
+/// on all cores; the result and the first error are the same as a sequential parse.
 pub fn parse_packages(
     text: &str,
     arch: &str,
     base_uri: &str,
     origin: &str,
 ) -> Result<Vec<Package>, IndexError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunks = split_at_stanzas(text, threads);
+    if chunks.len() <= 1 {
+        return parse_chunk(text, 0, arch, base_uri, origin);
+    }
+    let results: Vec<Result<Vec<Package>, IndexError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .iter()
+            .map(|&(chunk, line_offset)| {
+                scope.spawn(move || parse_chunk(chunk, line_offset, arch, base_uri, origin))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("Packages parser thread panicked"))
+            .collect()
+    });
+    let mut out = Vec::new();
+    for r in results {
+        out.extend(r?);
+    }
+    Ok(out)
+}
+
+/// Minimum chunk size worth a thread.
+const PARALLEL_CHUNK_MIN: usize = 1 << 20;
+
+/// Cuts `text` into at most `n` pieces, each ending at a blank line, with the number of
+/// lines before each piece.
+fn split_at_stanzas(text: &str, n: usize) -> Vec<(&str, usize)> {
+    let n = n.min(text.len() / PARALLEL_CHUNK_MIN).max(1);
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut lines_before = 0;
+    for i in 1..n {
+        let target = (text.len() * i / n).max(start);
+        let Some(rel) = text[target..].find("\n\n") else {
+            break;
+        };
+        let end = target + rel + 2;
+        out.push((&text[start..end], lines_before));
+        lines_before += text[start..end].bytes().filter(|&b| b == b'\n').count();
+        start = end;
+    }
+    out.push((&text[start..], lines_before));
+    out
+}
+
+fn parse_chunk(
+    text: &str,
+    line_offset: usize,
+    arch: &str,
+    base_uri: &str,
+    origin: &str,
+) -> Result<Vec<Package>, IndexError> {
     let paragraphs = parse_paragraphs(text).map_err(|e| IndexError::Parse {
         url: origin.to_string(),
-        line: e.line,
+        line: e.line + line_offset,
         message: e.message,
     })?;
     paragraphs
         .iter()
-        .map(|p| Package::from_paragraph(p, arch, base_uri, origin))
+        .map(|p| {
+            Package::from_paragraph(p, arch, base_uri, origin).map_err(|e| match e {
+                IndexError::Parse { url, line, message } => IndexError::Parse {
+                    url,
+                    line: line + line_offset,
+                    message,
+                },
+                other => other,
+            })
+        })
         .collect()
 }
 
@@ -285,6 +352,35 @@ SHA256: 5e4ea5f3c8a0a7f3cd1bd5a8e5c7c8bbd0a8f3e2b8d3d7c4a0b2c1d4e5f6a7b8
         // `x [i386]` does not apply on amd64.
         assert_eq!(dpkg.provides.len(), 1);
         assert_eq!(dpkg.provides[0].to_string(), "dpkg-dev-tools (= 1.21.22)");
+    }
+
+    #[test]
+    fn test_parallel_split_keeps_order_and_line_numbers() {
+        let zeros = "0".repeat(64);
+        let mut text = String::new();
+        for i in 0..40_000 {
+            text.push_str(&format!(
+                "Package: p{i}\nVersion: 1.{i}\nArchitecture: all\nFilename: p{i}.deb\nSize: {i}\nSHA256: {zeros}\nDescription: padding padding padding\n\n"
+            ));
+        }
+        assert!(text.len() > 4 * PARALLEL_CHUNK_MIN);
+        let chunks = split_at_stanzas(&text, 4);
+        assert_eq!(chunks.len(), 4);
+        assert_eq!(chunks.iter().map(|c| c.0).collect::<String>(), text);
+        let pkgs = parse_packages(&text, "amd64", "b", "o").unwrap();
+        assert_eq!(pkgs.len(), 40_000);
+        assert!(
+            pkgs.iter()
+                .enumerate()
+                .all(|(i, p)| p.name == format!("p{i}"))
+        );
+        // An error deep in a later chunk still reports its line in the whole text.
+        let broken = text.replace("Size: 39999\n", "Size: many\n");
+        let e = parse_packages(&broken, "amd64", "b", "o").unwrap_err();
+        let IndexError::Parse { line, .. } = e else {
+            panic!("{e}")
+        };
+        assert_eq!(line, 39_999 * 8 + 1);
     }
 
     #[test]

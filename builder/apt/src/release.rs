@@ -75,6 +75,21 @@ pub enum ReleaseError {
         /// What is wrong.
         message: String,
     },
+    /// The Release is for another suite than the one asked for (a validly signed Release
+    /// of another suite served in its place, e.g. an old one to hold back updates).
+    #[error(
+        "{url}: asked for suite {expected:?}, but the Release is for suite {suite:?}, codename {codename:?}"
+    )]
+    WrongSuite {
+        /// Where the file came from.
+        url: String,
+        /// The suite asked for.
+        expected: String,
+        /// The Release's `Suite`.
+        suite: String,
+        /// The Release's `Codename`.
+        codename: String,
+    },
     /// The Release does not list an index file we need.
     #[error("{url}: Release lists no {entry} (nor a compressed variant)")]
     MissingEntry {

@@ -119,6 +119,17 @@ impl Repository {
         let inrelease_sha256 = hex::encode(Sha256::digest(&bytes));
         let release = verify_inrelease(&bytes, &keyring, clock, &url)?;
         tracing::debug!(%url, signed_by = %release.signed_by, "Release verified");
+        // apt only warns here; a build that must be reproducible refuses.
+        let names = [release.suite.as_deref(), release.codename.as_deref()];
+        if names.iter().any(Option::is_some) && !names.contains(&Some(self.suite.as_str())) {
+            return Err(ReleaseError::WrongSuite {
+                url,
+                expected: self.suite.clone(),
+                suite: release.suite.clone().unwrap_or_default(),
+                codename: release.codename.clone().unwrap_or_default(),
+            }
+            .into());
+        }
         let mut packages = Vec::new();
         for component in &self.components {
             let entry = format!("{component}/binary-{}/Packages", self.architecture);

@@ -414,6 +414,19 @@ impl LocalRepo {
     }
 }
 
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let dest = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_dir(&p, &dest);
+        } else {
+            std::fs::copy(&p, &dest).unwrap();
+        }
+    }
+}
+
 fn set_mode(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
@@ -498,6 +511,24 @@ fn test_file_repo_resolves_downloads_and_reads_debs() {
     for (pkg, path) in resolution.packages.iter().zip(&paths) {
         assert_eq!(path, &repo.cache().join("sha256").join(&pkg.sha256));
     }
+    assert_cache_clean(&repo.cache());
+
+    // A cached blob damaged after the fact is noticed and fetched again (or refused offline).
+    let base_pkg = resolution.get("base-a").unwrap();
+    let blob = fetcher.cache().blob_path(&base_pkg.sha256);
+    let good = std::fs::read(&blob).unwrap();
+    let mut bad = good.clone();
+    bad[10] ^= 0x20;
+    std::fs::write(&blob, &bad).unwrap();
+    let e = repo
+        .fetcher()
+        .offline(true)
+        .fetch(&Download::of_package(base_pkg))
+        .unwrap_err();
+    assert!(matches!(e, FetchError::NotCached { .. }), "{e}");
+    std::fs::write(&blob, &bad).unwrap();
+    fetcher.fetch(&Download::of_package(base_pkg)).unwrap();
+    assert_eq!(std::fs::read(&blob).unwrap(), good);
     assert_cache_clean(&repo.cache());
 
     // base-a: xz data, postinst, conffiles, md5sums.
@@ -760,6 +791,19 @@ fn test_bad_signatures_and_expired_releases_are_refused() {
     assert!(matches!(e, ReleaseError::BadSignature { .. }), "{e}");
     assert!(e.to_string().contains(&repo.other.fingerprint), "{e}");
 
+    // A validly signed Release of another suite, served in place of the one asked for.
+    let dists = repo.root().join("dists");
+    copy_dir(&dists.join("test"), &dists.join("stable"));
+    let mut stable = repo.repository(repo.uri());
+    stable.suite = "stable".into();
+    let e = stable.load(&fetcher, &frozen).unwrap_err();
+    assert!(
+        matches!(e, IndexError::Release(ReleaseError::WrongSuite { .. })),
+        "{e}"
+    );
+    assert!(e.to_string().contains("asked for suite \"stable\""), "{e}");
+    let dists = repo.dists();
+
     // Not signed at all.
     let e = verify_inrelease(
         &std::fs::read(dists.join("Release")).unwrap(),
@@ -775,11 +819,25 @@ fn test_bad_signatures_and_expired_releases_are_refused() {
 /// Requests seen by the server: path and `Range` header.
 type RequestLog = Arc<Mutex<Vec<(String, Option<String>)>>>;
 
+/// A one-shot failure for the next request whose path ends with a suffix.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    /// Answer with this status and no body.
+    Status(u16),
+    /// Announce the full length, send this many bytes, then drop the connection.
+    CutAfter(usize),
+}
+
+/// Queued faults: path suffix and what to do.
+type Faults = Arc<Mutex<Vec<(String, Fault)>>>;
+
 /// A small static file server over plain HTTP/1.1 with `Range: bytes=N-` support, a request
-/// log, and a stop switch. Real `ureq` talks to it over real TCP on a free port.
+/// log, one-shot fault injection, and a stop switch. Real `ureq` talks to it over real TCP
+/// on a free port.
 struct HttpServer {
     port: u16,
     log: RequestLog,
+    faults: Faults,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -790,20 +848,22 @@ impl HttpServer {
         let port = listener.local_addr().unwrap().port();
         let log = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (log2, stop2) = (log.clone(), stop.clone());
+        let faults: Faults = Arc::new(Mutex::new(Vec::new()));
+        let (log2, stop2, faults2) = (log.clone(), stop.clone(), faults.clone());
         let thread = std::thread::spawn(move || {
             for stream in listener.incoming() {
                 if stop2.load(Ordering::SeqCst) {
                     break;
                 }
                 if let Ok(stream) = stream {
-                    let _ = serve(stream, &root, &log2);
+                    let _ = serve(stream, &root, &log2, &faults2);
                 }
             }
         });
         HttpServer {
             port,
             log,
+            faults,
             stop,
             thread: Some(thread),
         }
@@ -811,6 +871,13 @@ impl HttpServer {
 
     fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn inject(&self, suffix: &str, fault: Fault) {
+        self.faults
+            .lock()
+            .unwrap()
+            .push((suffix.to_string(), fault));
     }
 
     fn requests(&self) -> Vec<(String, Option<String>)> {
@@ -832,6 +899,7 @@ fn serve(
     stream: TcpStream,
     root: &Path,
     log: &Mutex<Vec<(String, Option<String>)>>,
+    faults: &Mutex<Vec<(String, Fault)>>,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut line = String::new();
@@ -851,6 +919,17 @@ fn serve(
     }
     log.lock().unwrap().push((path.clone(), range.clone()));
     let mut out = stream;
+    let fault = {
+        let mut f = faults.lock().unwrap();
+        f.iter()
+            .position(|(suffix, _)| path.ends_with(suffix.as_str()))
+            .map(|i| f.remove(i).1)
+    };
+    if let Some(Fault::Status(code)) = fault {
+        let head =
+            format!("HTTP/1.1 {code} Injected\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        return out.write_all(head.as_bytes());
+    }
     let Ok(body) = std::fs::read(root.join(path.trim_start_matches('/'))) else {
         return out.write_all(
             b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
@@ -881,7 +960,14 @@ fn serve(
                 body.len()
             );
             out.write_all(head.as_bytes())?;
-            out.write_all(&body)
+            match fault {
+                Some(Fault::CutAfter(n)) => {
+                    out.write_all(&body[..n.min(body.len())])?;
+                    out.flush()?;
+                    out.shutdown(std::net::Shutdown::Both)
+                }
+                _ => out.write_all(&body),
+            }
         }
     }
 }
@@ -918,6 +1004,10 @@ fn test_http_repo_by_hash_resume_warm_cache_and_offline() {
     let half = bytes.len() / 2;
     std::fs::write(tmp.join(format!("{}.partial", app.sha256)), &bytes[..half]).unwrap();
 
+    // A server error on one .deb (retried), a connection cut mid-body on another (resumed).
+    server.inject("ed-x_1.0_amd64.deb", Fault::Status(503));
+    server.inject("mailer-b_1.0_amd64.deb", Fault::CutAfter(100));
+
     let done = std::sync::atomic::AtomicUsize::new(0);
     let downloads: Vec<Download> = resolution
         .packages
@@ -945,6 +1035,18 @@ fn test_http_repo_by_hash_resume_warm_cache_and_offline() {
     assert_eq!(
         app_requests[0].1.as_deref(),
         Some(format!("bytes={half}-").as_str())
+    );
+    let of = |name: &str| -> Vec<Option<String>> {
+        log.iter()
+            .filter(|(p, _)| p.ends_with(name))
+            .map(|(_, r)| r.clone())
+            .collect()
+    };
+    assert_eq!(of("ed-x_1.0_amd64.deb"), [None, None], "{log:?}");
+    assert_eq!(
+        of("mailer-b_1.0_amd64.deb"),
+        [None, Some("bytes=100-".to_string())],
+        "{log:?}"
     );
     assert_cache_clean(&repo.cache());
 
