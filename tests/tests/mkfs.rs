@@ -88,8 +88,21 @@ fn debugfs(img: &Path, request: &str) -> String {
 fn sha256_file(p: &Path) -> [u8; 32] {
     let mut f = fs::File::open(p).unwrap();
     let mut h = Sha256::new();
-    io::copy(&mut f, &mut h).unwrap();
+    io::copy(&mut f, &mut HashWriter(&mut h)).unwrap();
     h.finalize().into()
+}
+
+/// sha2 0.11 hashers are not `io::Write`; this adapter is.
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 fn cstr(p: &Path) -> CString {
@@ -852,7 +865,7 @@ impl Data {
     }
     fn sha(&self) -> [u8; 32] {
         let mut h = Sha256::new();
-        io::copy(&mut self.reader(), &mut h).unwrap();
+        io::copy(&mut self.reader(), &mut HashWriter(&mut h)).unwrap();
         h.finalize().into()
     }
 }
@@ -1306,7 +1319,7 @@ fn tar_view(tar: &Path) -> BTreeMap<Vec<u8>, Viewed> {
             tar::EntryType::Directory => ('d', 0, None),
             tar::EntryType::Regular => {
                 let mut hsh = Sha256::new();
-                let n = io::copy(&mut e, &mut hsh).unwrap();
+                let n = io::copy(&mut e, &mut HashWriter(&mut hsh)).unwrap();
                 ('f', n, Some(hsh.finalize().into()))
             }
             tar::EntryType::Symlink => ('l', 0, None),

@@ -7,7 +7,7 @@
 //!    repository's [`Keyring`] and its expiry against a [`Clock`], then fetches and checks the
 //!    `Packages` indices by SHA256 ([`RepoIndex`]);
 //! 3. [`Universe::new`] merges the indices (allow-lists, pins, highest version wins);
-//! 4. [`resolve`] closes a [`ResolveRequest`] over `Pre-Depends` and `Depends`;
+//! 4. [`resolve()`] closes a [`ResolveRequest`] over `Pre-Depends` and `Depends`;
 //! 5. [`Fetcher::download_packages`] fills the content-addressed [`Cache`] in parallel;
 //! 6. [`DebFile`] reads each downloaded `.deb` (control members and a streaming data tar).
 //!
