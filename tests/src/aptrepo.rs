@@ -120,9 +120,16 @@ impl AptRepo {
         run(Command::new("gpg")
             .env("GNUPGHOME", &gnupg)
             .args(["--batch", "--quiet", "--passphrase", "", "--quick-gen-key"])
-            .args(["vmimage test repository <test@vmimage.invalid>", "ed25519", "sign", "never"]));
+            .args([
+                "vmimage test repository <test@vmimage.invalid>",
+                "ed25519",
+                "sign",
+                "never",
+            ]));
         let key = dir.path().join("repo-key.gpg");
-        let public = run(Command::new("gpg").env("GNUPGHOME", &gnupg).args(["--batch", "--export"]));
+        let public = run(Command::new("gpg")
+            .env("GNUPGHOME", &gnupg)
+            .args(["--batch", "--export"]));
         assert!(!public.is_empty(), "gpg exported no key");
         std::fs::write(&key, public).unwrap();
         AptRepo { dir, gnupg, key }
@@ -147,7 +154,10 @@ impl AptRepo {
 
     /// Builds `spec` into `pool/main/` and returns the `.deb` path.
     pub fn add(&self, spec: &DebSpec) -> PathBuf {
-        let build = self.dir.path().join(format!("build-{}-{}", spec.name, spec.version));
+        let build = self
+            .dir
+            .path()
+            .join(format!("build-{}-{}", spec.name, spec.version));
         let _ = std::fs::remove_dir_all(&build);
         std::fs::create_dir_all(build.join("DEBIAN")).unwrap();
         let mut control = format!(
@@ -169,6 +179,16 @@ impl AptRepo {
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(&p, content).unwrap();
             run(Command::new("chmod").arg(format!("{mode:o}")).arg(&p));
+        }
+        // As debhelper does: every file under /etc is a conffile.
+        let conffiles: String = spec
+            .files
+            .iter()
+            .filter(|(p, _, _)| p.starts_with("/etc/"))
+            .map(|(p, _, _)| format!("{p}\n"))
+            .collect();
+        if !conffiles.is_empty() {
+            std::fs::write(build.join("DEBIAN/conffiles"), conffiles).unwrap();
         }
         for (path, target) in &spec.symlinks {
             let p = build.join(path.trim_start_matches('/'));
@@ -242,7 +262,10 @@ impl AptRepo {
                 Err(_) => continue, // diverted or removed on the host
             };
             let dst = build.join(path.trim_start_matches('/'));
-            if meta.is_dir() && !meta.file_type().is_symlink() {
+            // A merged-/usr host has /bin, /lib64... as symlinks; the package ships them as
+            // directories, so keep them directories.
+            let is_dir = std::fs::metadata(src).is_ok_and(|m| m.is_dir());
+            if is_dir && (!meta.file_type().is_symlink() || list.contains(&format!("{path}/"))) {
                 std::fs::create_dir_all(&dst).unwrap();
             } else {
                 std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
@@ -263,7 +286,9 @@ impl AptRepo {
             .args(["packages", "pool"]));
         std::fs::write(bin.join("Packages"), &packages).unwrap();
         for (tool, ext) in [("xz", "xz"), ("gzip", "gz")] {
-            let out = run(Command::new(tool).args(["-9", "-c"]).arg(bin.join("Packages")));
+            let out = run(Command::new(tool)
+                .args(["-9", "-c"])
+                .arg(bin.join("Packages")));
             std::fs::write(bin.join(format!("Packages.{ext}")), out).unwrap();
         }
         self.sign_release(suite, extra_release);
@@ -292,7 +317,14 @@ impl AptRepo {
         std::fs::write(dists.join("Release"), &text).unwrap();
         run(Command::new("gpg")
             .env("GNUPGHOME", &self.gnupg)
-            .args(["--batch", "--yes", "--clearsign", "--digest-algo", "SHA512", "-o"])
+            .args([
+                "--batch",
+                "--yes",
+                "--clearsign",
+                "--digest-algo",
+                "SHA512",
+                "-o",
+            ])
             .arg(dists.join("InRelease"))
             .arg(dists.join("Release")));
     }

@@ -63,7 +63,11 @@ impl FaultProxy {
                     continue;
                 };
                 for (dir, from, to) in [
-                    (Direction::Up, client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (
+                        Direction::Up,
+                        client.try_clone().unwrap(),
+                        server.try_clone().unwrap(),
+                    ),
                     (Direction::Down, server, client),
                 ] {
                     let (fired, dropped_once) = (f2.clone(), dropped_once.clone());

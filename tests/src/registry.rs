@@ -62,22 +62,52 @@ fn run(cmd: &mut Command) -> Vec<u8> {
 pub fn make_tls(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let openssl = tool("openssl");
     let (ca_key, ca_crt) = (dir.join("ca.key"), dir.join("ca.crt"));
-    let (key, csr, crt) = (dir.join("srv.key"), dir.join("srv.csr"), dir.join("srv.crt"));
+    let (key, csr, crt) = (
+        dir.join("srv.key"),
+        dir.join("srv.csr"),
+        dir.join("srv.crt"),
+    );
     let ext = dir.join("ext.cnf");
     std::fs::write(
         &ext,
         "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
     )
     .unwrap();
-    run(Command::new(&openssl).args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"])
-        .arg("-keyout").arg(&ca_key).arg("-out").arg(&ca_crt)
-        .args(["-subj", "/CN=vmimage test CA", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]));
-    run(Command::new(&openssl).args(["req", "-newkey", "rsa:2048", "-nodes"])
-        .arg("-keyout").arg(&key).arg("-out").arg(&csr)
+    run(Command::new(&openssl)
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .arg("-keyout")
+        .arg(&ca_key)
+        .arg("-out")
+        .arg(&ca_crt)
+        .args([
+            "-subj",
+            "/CN=vmimage test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]));
+    run(Command::new(&openssl)
+        .args(["req", "-newkey", "rsa:2048", "-nodes"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&csr)
         .args(["-subj", "/CN=127.0.0.1"]));
-    run(Command::new(&openssl).args(["x509", "-req", "-days", "2", "-CAcreateserial"])
-        .arg("-in").arg(&csr).arg("-CA").arg(&ca_crt).arg("-CAkey").arg(&ca_key)
-        .arg("-out").arg(&crt).arg("-extfile").arg(&ext));
+    run(Command::new(&openssl)
+        .args(["x509", "-req", "-days", "2", "-CAcreateserial"])
+        .arg("-in")
+        .arg(&csr)
+        .arg("-CA")
+        .arg(&ca_crt)
+        .arg("-CAkey")
+        .arg(&ca_key)
+        .arg("-out")
+        .arg(&crt)
+        .arg("-extfile")
+        .arg(&ext));
     (ca_crt, crt, key)
 }
 

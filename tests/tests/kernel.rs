@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 use vmimage_tests::{have_tool, run_ok, vmimage, which};
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn require(tool: &str) {
@@ -76,7 +79,8 @@ fn test_kernel_recipe_pins_the_installed_linux_source() {
         "kernels/microvm-6.1-x86_64.toml does not pin the installed tarball's sha256 {actual} \
          (was linux-source-6.1 upgraded? `dpkg -s linux-source-6.1`)"
     );
-    let version = run_ok(Command::new("dpkg-query").args(["-W", "-f=${Version}", "linux-source-6.1"]));
+    let version =
+        run_ok(Command::new("dpkg-query").args(["-W", "-f=${Version}", "linux-source-6.1"]));
     let version = String::from_utf8_lossy(&version.stdout).into_owned();
     assert!(
         recipe.contains(&format!("version {version}")),
@@ -95,7 +99,10 @@ fn test_kernel_bad_sha256_names_expected_actual_and_the_package() {
     let out_dir = dir.path().join("out");
     let err = fails(vmimage(["kernel"]).arg(&recipe).arg("--out").arg(&out_dir));
     assert!(err.contains(&format!("expected {wrong}, actual ")), "{err}");
-    assert!(err.contains("linux-source-6.1 was probably updated"), "{err}");
+    assert!(
+        err.contains("linux-source-6.1 was probably updated"),
+        "{err}"
+    );
     assert!(!out_dir.exists(), "--out must not be created on error");
 }
 
@@ -110,7 +117,12 @@ fn test_kernel_missing_fragment_and_unknown_base_name_the_recipe_line() {
         text.lines().position(|l| l.contains(needle)).unwrap() + 1
     };
     let out_dir = dir.path().join("out");
-    let err = fails(vmimage(["kernel", "build"]).arg(&recipe).arg("--out").arg(&out_dir));
+    let err = fails(
+        vmimage(["kernel", "build"])
+            .arg(&recipe)
+            .arg("--out")
+            .arg(&out_dir),
+    );
     let at = format!("kernel.toml:{}:5: fragments[4]", line_of("nope.config"));
     assert!(err.contains(&at), "{err}");
     assert!(err.contains("nope.config does not exist"), "{err}");
@@ -119,7 +131,10 @@ fn test_kernel_missing_fragment_and_unknown_base_name_the_recipe_line() {
         t.replace("base = \"tinyconfig\"", "base = \"smallconfig\"")
     });
     let err = fails(vmimage(["kernel"]).arg(&recipe).arg("--out").arg(&out_dir));
-    let at = format!("kernel.toml:{}:8: base: unknown base `smallconfig`", line_of("smallconfig"));
+    let at = format!(
+        "kernel.toml:{}:8: base: unknown base `smallconfig`",
+        line_of("smallconfig")
+    );
     assert!(err.contains(&at), "{err}");
     assert!(!out_dir.exists());
 }
@@ -142,7 +157,10 @@ fn test_kernel_fragment_line_that_is_not_a_setting_names_file_and_line() {
     std::fs::write(&frag, &text).unwrap();
     let err = fails(vmimage(["kernel"]).arg(&recipe).arg("--out").arg(&out_dir));
     assert!(
-        err.contains(&format!("network.config:{}: expected `CONFIG_NAME=value`", bad_line - 1)),
+        err.contains(&format!(
+            "network.config:{}: expected `CONFIG_NAME=value`",
+            bad_line - 1
+        )),
         "{err}"
     );
     assert!(err.contains("`NETFILTER=y`"), "{err}");
@@ -157,7 +175,11 @@ fn test_kernel_dropped_option_names_the_unmet_dependency_from_the_real_kconfig()
     let recipe = recipe_copy(dir.path(), |t| {
         let start = t.find("fragments = [").unwrap();
         let end = t[start..].find(']').unwrap() + start + 1;
-        format!("{}fragments = [\"fragments/vsock-only.config\"]{}", &t[..start], &t[end..])
+        format!(
+            "{}fragments = [\"fragments/vsock-only.config\"]{}",
+            &t[..start],
+            &t[end..]
+        )
     });
     std::fs::write(
         dir.path().join("fragments/vsock-only.config"),
@@ -166,7 +188,10 @@ fn test_kernel_dropped_option_names_the_unmet_dependency_from_the_real_kconfig()
     .unwrap();
     let out_dir = dir.path().join("out");
     let err = fails(vmimage(["kernel"]).arg(&recipe).arg("--out").arg(&out_dir));
-    assert!(err.contains("vsock-only.config:4: CONFIG_VIRTIO_VSOCKETS=y was requested"), "{err}");
+    assert!(
+        err.contains("vsock-only.config:4: CONFIG_VIRTIO_VSOCKETS=y was requested"),
+        "{err}"
+    );
     assert!(err.contains("unmet dependency"), "{err}");
     assert!(err.contains("CONFIG_VSOCKETS is not set"), "{err}");
     assert!(!out_dir.exists());
@@ -211,7 +236,11 @@ fn test_kernel_extract_real_debian_cloud_kernel() {
     let deb = match find_deb() {
         Some(d) => d,
         None => {
-            run_ok(Command::new("apt-get").args(["download", &pkg]).current_dir(&deb_dir));
+            run_ok(
+                Command::new("apt-get")
+                    .args(["download", &pkg])
+                    .current_dir(&deb_dir),
+            );
             find_deb().expect("apt-get download wrote the .deb")
         }
     };
@@ -221,7 +250,12 @@ fn test_kernel_extract_real_debian_cloud_kernel() {
     let vmlinuz = std::fs::read_dir(root.join("boot"))
         .unwrap()
         .map(|e| e.unwrap().path())
-        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("vmlinuz-"))
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("vmlinuz-")
+        })
         .expect("boot/vmlinuz-* in the package");
     let out = dir.path().join("vmlinux");
     let res = run_ok(
@@ -285,13 +319,26 @@ fn busybox_tree(dir: &Path) -> PathBuf {
          /bin/busybox reboot -f\n",
     )
     .unwrap();
-    run_ok(Command::new("chmod").arg("755").arg(&init).arg(tree.join("bin/busybox")));
+    run_ok(
+        Command::new("chmod")
+            .arg("755")
+            .arg(&init)
+            .arg(tree.join("bin/busybox")),
+    );
     tree
 }
 
 #[test]
 fn test_kernel_build_microvm_recipe_caches_and_boots_under_qemu() {
-    for tool in ["make", "gcc", "bison", "flex", "bc", "qemu-system-x86_64", "busybox"] {
+    for tool in [
+        "make",
+        "gcc",
+        "bison",
+        "flex",
+        "bc",
+        "qemu-system-x86_64",
+        "busybox",
+    ] {
         require(tool);
     }
     let recipe = repo_root().join("kernels/microvm-6.1-x86_64.toml");
@@ -324,7 +371,10 @@ fn test_kernel_build_microvm_recipe_caches_and_boots_under_qemu() {
     // 2. The outputs.
     let vmlinux = std::fs::read(out_dir.join("vmlinux")).unwrap();
     assert_eq!(elf_machine(&vmlinux), (2, 62));
-    assert_eq!(record["vmlinux_size"].as_u64().unwrap(), vmlinux.len() as u64);
+    assert_eq!(
+        record["vmlinux_size"].as_u64().unwrap(),
+        vmlinux.len() as u64
+    );
     assert_eq!(record["pvh"], true);
     let build_json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out_dir.join("build.json")).unwrap()).unwrap();
@@ -389,6 +439,12 @@ fn test_kernel_build_microvm_recipe_caches_and_boots_under_qemu() {
         .to_string();
     let release = record["kernel_release"].as_str().unwrap();
     assert!(marker.contains(&format!("release={release}")), "{marker}");
-    assert!(marker.contains(" / ext4 "), "root is not the ext4 disk: {marker}");
-    assert!(boot.console.contains("virtio_blk"), "no virtio_blk in the console log");
+    assert!(
+        marker.contains(" / ext4 "),
+        "root is not the ext4 disk: {marker}"
+    );
+    assert!(
+        boot.console.contains("virtio_blk"),
+        "no virtio_blk in the console log"
+    );
 }

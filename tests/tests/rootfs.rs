@@ -11,7 +11,10 @@ use vmimage_tests::{have_tool, run_ok, vmimage};
 
 fn require(tools: &[&str]) {
     for t in tools {
-        assert!(have_tool(t), "{t} is missing: run scripts/deps.sh (CI does)");
+        assert!(
+            have_tool(t),
+            "{t} is missing: run scripts/deps.sh (CI does)"
+        );
     }
 }
 
@@ -21,7 +24,11 @@ fn stderr(out: &Output) -> String {
 
 fn sha256_file(p: &Path) -> String {
     let out = run_ok(Command::new("sha256sum").arg(p));
-    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_string()
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
 }
 
 /// Asserts `dir` holds nothing but `allowed` (no temporaries left behind).
@@ -31,8 +38,15 @@ fn assert_only(dir: &Path, allowed: &[&str]) {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    let extra: Vec<&String> = names.iter().filter(|n| !allowed.contains(&n.as_str())).collect();
-    assert!(extra.is_empty(), "left behind in {}: {extra:?}", dir.display());
+    let extra: Vec<&String> = names
+        .iter()
+        .filter(|n| !allowed.contains(&n.as_str()))
+        .collect();
+    assert!(
+        extra.is_empty(),
+        "left behind in {}: {extra:?}",
+        dir.display()
+    );
 }
 
 // ---------------------------------------------------------------- recipe errors
@@ -41,9 +55,14 @@ fn recipe_error(body: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let recipe = dir.path().join("bad.toml");
     std::fs::write(&recipe, body).unwrap();
-    let out = vmimage(["rootfs".as_ref(), recipe.as_os_str(), "--tar".as_ref(), dir.path().join("o.tar").as_os_str()])
-        .output()
-        .unwrap();
+    let out = vmimage([
+        "rootfs".as_ref(),
+        recipe.as_os_str(),
+        "--tar".as_ref(),
+        dir.path().join("o.tar").as_os_str(),
+    ])
+    .output()
+    .unwrap();
     assert!(!out.status.success(), "a bad recipe was accepted:\n{body}");
     assert!(!dir.path().join("o.tar").exists());
     stderr(&out)
@@ -60,15 +79,23 @@ fn test_recipe_syntax_error_names_file_line_and_column() {
 
 #[test]
 fn test_recipe_unknown_field_is_named() {
-    let err = recipe_error(&format!("{HEAD}[[files]]\ndestination = \"/a\"\ncontent = \"\"\npermissions = \"0644\"\n"));
-    assert!(err.contains("bad.toml:7:1: files.0.permissions: unknown field `permissions`"), "{err}");
+    let err = recipe_error(&format!(
+        "{HEAD}[[files]]\ndestination = \"/a\"\ncontent = \"\"\npermissions = \"0644\"\n"
+    ));
+    assert!(
+        err.contains("bad.toml:7:1: files.permissions: unknown field `permissions`"),
+        "{err}"
+    );
     assert!(err.contains("expected one of"), "{err}");
 }
 
 #[test]
 fn test_recipe_wrong_type_says_what_was_expected() {
     let err = recipe_error(&format!("{HEAD}[boot]\nvcpus = \"two\"\n"));
-    assert!(err.contains("bad.toml:5:9: boot.vcpus: invalid type"), "{err}");
+    assert!(
+        err.contains("bad.toml:5:9: boot.vcpus: invalid type"),
+        "{err}"
+    );
     assert!(err.contains("expected u32"), "{err}");
 }
 
@@ -76,16 +103,32 @@ fn test_recipe_wrong_type_says_what_was_expected() {
 fn test_recipe_invalid_variant_lists_choices() {
     let err = recipe_error(&format!("{HEAD}variant = \"tiny\"\n"));
     assert!(err.contains("bad.toml:4:11: rootfs.variant:"), "{err}");
-    assert!(err.contains("`minbase`") && err.contains("`essential`"), "{err}");
+    assert!(
+        err.contains("`minbase`") && err.contains("`essential`"),
+        "{err}"
+    );
 }
 
 // ---------------------------------------------------------------- local repository
 
 /// Host packages that give a test tree a working dpkg (and its libraries, tar, coreutils).
 const HOST_PACKAGES: &[&str] = &[
-    "dpkg", "tar", "coreutils", "libc6", "libgcc-s1", "gcc-12-base", "libselinux1", "libacl1",
-    "libattr1", "libgmp10", "libpcre2-8-0", "libzstd1", "liblzma5", "libbz2-1.0", "zlib1g",
-    "libmd0",
+    "dpkg",
+    "tar",
+    "coreutils",
+    "libc6",
+    "libgcc-s1",
+    "gcc-12-base",
+    "libselinux1",
+    "libacl1",
+    "libattr1",
+    "libgmp10",
+    "libpcre2-8-0",
+    "libzstd1",
+    "liblzma5",
+    "libbz2-1.0",
+    "zlib1g",
+    "libmd0", "diffutils", "libc-bin",
 ];
 
 /// The test's own packages: dependencies with versions, an alternative whose first choice
@@ -157,26 +200,45 @@ fn test_local_repo_installs_with_real_dpkg_and_maintainer_scripts() {
     let recipe = write_recipe(
         work.path(),
         &repo,
-        "[[groups]]\nname = \"app\"\ngid = 1500\n\
-         [[files]]\ndestination = \"/etc/app/config\"\ncontent = \"x=1\\n\"\nmode = \"0640\"\nowner = \"0:app\"\n",
+        // This tree has no passwd package (no groupadd): numeric owners.
+        "[[files]]\ndestination = \"/etc/app/config\"\ncontent = \"x=1\\n\"\nmode = \"0640\"\nowner = \"0:1500\"\n",
     );
     let cache = work.path().join("cache");
     let tree = work.path().join("tree");
     let sbom = work.path().join("sbom.json");
-    let out = run_ok(vmimage(["rootfs".as_ref(), recipe.as_os_str(), "--out".as_ref(), tree.as_os_str()])
+    let out = run_ok(
+        vmimage([
+            "rootfs".as_ref(),
+            recipe.as_os_str(),
+            "--out".as_ref(),
+            tree.as_os_str(),
+        ])
         .arg("--cache")
         .arg(&cache)
         .arg("--sbom")
-        .arg(&sbom));
+        .arg(&sbom),
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("packages"), "{text}");
 
     // The postinst ran, after its pre-dependency was configured, with dpkg's "configure".
-    let ran = std::fs::read_to_string(tree.join("var/lib/hello-app/postinst-ran")).expect("postinst ran");
-    assert_eq!(ran, "configure 1.1\n", "highest libgreet chosen and configured first");
+    let ran =
+        std::fs::read_to_string(tree.join("var/lib/hello-app/postinst-ran")).expect("postinst ran");
+    assert_eq!(
+        ran, "configure 1.1\n",
+        "highest libgreet chosen and configured first"
+    );
     // Alternatives and virtual packages were resolved; dpkg knows every package.
     let status = std::fs::read_to_string(tree.join("var/lib/dpkg/status")).unwrap();
-    for p in ["hello-app", "libgreet", "mta-test", "editor-b", "sh-busybox", "dpkg", "libc6"] {
+    for p in [
+        "hello-app",
+        "libgreet",
+        "mta-test",
+        "editor-b",
+        "sh-busybox",
+        "dpkg",
+        "libc6",
+    ] {
         let stanza = status
             .split("\n\n")
             .find(|s| s.starts_with(&format!("Package: {p}\n")))
@@ -185,25 +247,56 @@ fn test_local_repo_installs_with_real_dpkg_and_maintainer_scripts() {
     }
     assert!(status.contains("Package: libgreet\nStatus: install ok installed"));
     assert!(status.contains("Version: 1.1"));
-    assert!(std::fs::read_to_string(tree.join("var/lib/dpkg/info/hello-app.list")).unwrap().contains("/usr/bin/hello-app"));
-    assert!(std::fs::read_to_string(tree.join("var/lib/dpkg/info/hello-app.conffiles")).unwrap().contains("/etc/hello-app.conf"));
+    assert!(
+        std::fs::read_to_string(tree.join("var/lib/dpkg/info/hello-app.list"))
+            .unwrap()
+            .contains("/usr/bin/hello-app")
+    );
+    assert!(
+        std::fs::read_to_string(tree.join("var/lib/dpkg/info/hello-app.conffiles"))
+            .unwrap()
+            .contains("/etc/hello-app.conf")
+    );
     // The tree's own dpkg is happy with its database.
     let audit = run_ok(Command::new("chroot").arg(&tree).args(["dpkg", "--audit"]));
-    assert!(audit.stdout.is_empty(), "{}", String::from_utf8_lossy(&audit.stdout));
+    assert!(
+        audit.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&audit.stdout)
+    );
     // Recipe settings applied; build scaffolding gone.
-    assert_eq!(std::fs::read_to_string(tree.join("etc/hostname")).unwrap(), "local-test\n");
-    assert_eq!(std::fs::metadata(tree.join("etc/machine-id")).unwrap().len(), 0);
+    assert_eq!(
+        std::fs::read_to_string(tree.join("etc/hostname")).unwrap(),
+        "local-test\n"
+    );
+    assert_eq!(
+        std::fs::metadata(tree.join("etc/machine-id"))
+            .unwrap()
+            .len(),
+        0
+    );
     assert!(!tree.join("usr/sbin/policy-rc.d").exists());
     assert!(!tree.join("var/cache/vmimage-debs").exists());
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let cfg = std::fs::metadata(tree.join("etc/app/config")).unwrap();
-    assert_eq!((cfg.permissions().mode() & 0o7777, cfg.uid(), cfg.gid()), (0o640, 0, 1500));
+    assert_eq!(
+        (cfg.permissions().mode() & 0o7777, cfg.uid(), cfg.gid()),
+        (0o640, 0, 1500)
+    );
     // SBOM lists what was installed, with a license from the DEP-5 copyright file.
     let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&sbom).unwrap()).unwrap();
     assert_eq!(doc["spdxVersion"], "SPDX-2.3");
-    let hello = doc["packages"].as_array().unwrap().iter().find(|p| p["name"] == "hello-app").unwrap();
+    let hello = doc["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "hello-app")
+        .unwrap();
     assert_eq!(hello["licenseDeclared"], "MIT");
-    assert_eq!(hello["externalRefs"][0]["referenceLocator"], "pkg:deb/debian/hello-app@3.0-1?arch=amd64");
+    assert_eq!(
+        hello["externalRefs"][0]["referenceLocator"],
+        "pkg:deb/debian/hello-app@3.0-1?arch=amd64"
+    );
     assert_only(work.path(), &["local.toml", "cache", "tree", "sbom.json"]);
 }
 
@@ -232,7 +325,10 @@ fn build_fails(repo: &AptRepo, expect: &[&str]) {
             .output()
             .unwrap();
         let err = stderr(&out);
-        assert!(!out.status.success(), "tampered repository accepted ({flag})");
+        assert!(
+            !out.status.success(),
+            "tampered repository accepted ({flag})"
+        );
         for e in expect {
             assert!(err.contains(e), "expected {e:?} in:\n{err}");
         }
@@ -259,7 +355,12 @@ fn test_tampered_packages_index_is_refused() {
                 .spawn()
                 .unwrap();
             use std::io::Write;
-            child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
             let out = child.wait_with_output().unwrap();
             std::fs::write(&p, out.stdout).unwrap();
         }
@@ -284,28 +385,43 @@ fn test_bad_signature_is_refused() {
     let repo = small_repo();
     let inrelease = repo.root().join("dists/testing-local/InRelease");
     let text = std::fs::read_to_string(&inrelease).unwrap();
-    std::fs::write(&inrelease, text.replacen("Codename: testing-local", "Codename: testing-locaL", 1)).unwrap();
+    std::fs::write(
+        &inrelease,
+        text.replacen("Codename: testing-local", "Codename: testing-locaL", 1),
+    )
+    .unwrap();
     build_fails(&repo, &["signature"]);
 }
 
 #[test]
 fn test_expired_release_is_refused() {
     let repo = small_repo();
-    repo.sign_release("testing-local", "Valid-Until: Thu, 01 Jan 2015 00:00:00 UTC\n");
+    repo.sign_release(
+        "testing-local",
+        "Valid-Until: Thu, 01 Jan 2015 00:00:00 UTC\n",
+    );
     build_fails(&repo, &["expired", "Valid-Until"]);
 }
 
 // ---------------------------------------------------------------- the real archive
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn installed_packages(admindir: &Path) -> Vec<String> {
-    let out = run_ok(Command::new("dpkg-query")
-        .arg(format!("--admindir={}", admindir.display()))
-        .args(["-W", "-f=${Package}\\n"]));
-    let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(String::from).collect();
+    let out = run_ok(
+        Command::new("dpkg-query")
+            .arg(format!("--admindir={}", admindir.display()))
+            .args(["-W", "-f=${Package}\\n"]),
+    );
+    let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
     v.sort();
     v
 }
@@ -322,56 +438,126 @@ fn test_debian_bookworm_minimal_builds_locks_and_rebuilds_identically() {
 
     let t1 = work.path().join("first.tar");
     let sbom = work.path().join("sbom.json");
-    run_ok(vmimage(["rootfs".as_ref(), recipe.as_os_str(), "--tar".as_ref(), t1.as_os_str()]).arg("--sbom").arg(&sbom));
-    run_ok(vmimage(["lock".as_ref(), recipe.as_os_str()]));
+    run_ok(
+        vmimage([
+            "rootfs".as_ref(),
+            recipe.as_os_str(),
+            "--tar".as_ref(),
+            t1.as_os_str(),
+        ])
+        .arg("--sbom")
+        .arg(&sbom),
+    );
+    run_ok(&mut vmimage(["lock".as_ref(), recipe.as_os_str()]));
     assert!(lock.exists());
     let locked = std::fs::read_to_string(&lock).unwrap();
     assert!(locked.contains("name = \"iproute2\""), "{locked}");
     // The lockfile is picked up by default now.
     let t2 = work.path().join("second.tar");
-    let out = run_ok(vmimage(["--json", "rootfs"]).arg(&recipe).arg("--tar").arg(&t2));
+    let out = run_ok(
+        vmimage(["--json", "rootfs"])
+            .arg(&recipe)
+            .arg("--tar")
+            .arg(&t2),
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["locked"], true);
-    assert_eq!(sha256_file(&t1), sha256_file(&t2), "a locked rebuild must give the same tar");
+    assert_eq!(
+        sha256_file(&t1),
+        sha256_file(&t2),
+        "a locked rebuild must give the same tar"
+    );
     assert_eq!(report["sha256"].as_str().unwrap(), sha256_file(&t2));
 
     let tree = work.path().join("tree");
     std::fs::create_dir(&tree).unwrap();
-    run_ok(Command::new("tar").arg("-xpf").arg(&t2).arg("-C").arg(&tree));
+    run_ok(
+        Command::new("tar")
+            .arg("-xpf")
+            .arg(&t2)
+            .arg("-C")
+            .arg(&tree),
+    );
     // dpkg and apt inside the result are content.
     let audit = run_ok(Command::new("chroot").arg(&tree).args(["dpkg", "--audit"]));
-    assert!(audit.stdout.is_empty(), "{}", String::from_utf8_lossy(&audit.stdout));
+    assert!(
+        audit.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&audit.stdout)
+    );
     run_ok(Command::new("chroot").arg(&tree).args(["apt-get", "check"]));
-    assert_eq!(std::fs::metadata(tree.join("etc/machine-id")).unwrap().len(), 0);
-    assert!(std::fs::read_to_string(tree.join("etc/motd")).unwrap().contains("vmimage"));
+    assert_eq!(
+        std::fs::metadata(tree.join("etc/machine-id"))
+            .unwrap()
+            .len(),
+        0
+    );
+    assert!(
+        std::fs::read_to_string(tree.join("etc/motd"))
+            .unwrap()
+            .contains("vmimage")
+    );
     assert!(!tree.join("usr/sbin/policy-rc.d").exists());
 
     // Same package set as mmdebstrap --variant=minbase with the same extra packages.
     let ours = installed_packages(&tree.join("var/lib/dpkg"));
     let mm = work.path().join("mm");
-    run_ok(Command::new("mmdebstrap")
-        .args(["--quiet", "--variant=minbase", "--include=ca-certificates,iproute2,netbase,ifupdown"])
-        .args(["--skip=cleanup/apt", "bookworm"])
-        .arg(&mm));
+    run_ok(
+        Command::new("mmdebstrap")
+            .args([
+                "--quiet",
+                "--variant=minbase",
+                "--include=ca-certificates,iproute2,netbase,ifupdown",
+            ])
+            .args(["--skip=cleanup/apt", "bookworm"])
+            .arg(&mm),
+    );
     let theirs = installed_packages(&mm.join("var/lib/dpkg"));
     assert_eq!(ours, theirs, "package sets differ from mmdebstrap's");
 
     // The SBOM names every installed package with a purl.
     let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&sbom).unwrap()).unwrap();
-    let names: Vec<&str> = doc["packages"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = doc["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names.len(), ours.len());
-    let bash = doc["packages"].as_array().unwrap().iter().find(|p| p["name"] == "bash").unwrap();
-    assert!(bash["externalRefs"][0]["referenceLocator"].as_str().unwrap().starts_with("pkg:deb/debian/bash@5.2"));
+    let bash = doc["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "bash")
+        .unwrap();
+    assert!(
+        bash["externalRefs"][0]["referenceLocator"]
+            .as_str()
+            .unwrap()
+            .starts_with("pkg:deb/debian/bash@5.2")
+    );
 
     // Editing the package inputs makes the lockfile stale, with a clear message.
-    let edited = std::fs::read_to_string(&recipe).unwrap().replace("\"ifupdown\"", "\"ifupdown\", \"less\"");
+    let edited = std::fs::read_to_string(&recipe)
+        .unwrap()
+        .replace("\"ifupdown\"", "\"ifupdown\", \"less\"");
     std::fs::write(&recipe, edited).unwrap();
-    let out = vmimage(["rootfs".as_ref(), recipe.as_os_str(), "--tar".as_ref(), work.path().join("third.tar").as_os_str()])
-        .output()
-        .unwrap();
+    let out = vmimage([
+        "rootfs".as_ref(),
+        recipe.as_os_str(),
+        "--tar".as_ref(),
+        work.path().join("third.tar").as_os_str(),
+    ])
+    .output()
+    .unwrap();
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(err.contains("debian-12-minimal.toml changed since debian-12-minimal.toml.lock was written"), "{err}");
+    assert!(
+        err.contains(
+            "debian-12-minimal.toml changed since debian-12-minimal.toml.lock was written"
+        ),
+        "{err}"
+    );
     assert!(err.contains("vmimage lock --update"), "{err}");
     assert!(!work.path().join("third.tar").exists());
 }

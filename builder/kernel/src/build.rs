@@ -388,7 +388,11 @@ fn kernel_release(
     let text = String::from_utf8_lossy(&out.stdout);
     // `make -C` may print "make[1]: Entering directory"; the release is the
     // last non-empty line.
-    match text.lines().rev().find(|l| !l.trim().is_empty() && !l.starts_with("make")) {
+    match text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty() && !l.starts_with("make"))
+    {
         Some(release) if out.status.success() => Ok(release.trim().to_string()),
         _ => Err(KernelBuildError::Tool {
             command: "make -s kernelrelease".into(),
@@ -471,11 +475,7 @@ fn cached_output(dir: &Path) -> Result<Option<BuildRecord>, KernelBuildError> {
 /// Copies a finished cache entry into `out`: into a temporary sibling
 /// directory first (checking vmlinux against the record), then renamed
 /// into place; an existing `out` directory is replaced.
-fn install(
-    entry: &Path,
-    record: &BuildRecord,
-    out: &Path,
-) -> Result<(), KernelBuildError> {
+fn install(entry: &Path, record: &BuildRecord, out: &Path) -> Result<(), KernelBuildError> {
     if out.exists() && !out.is_dir() {
         return Err(KernelBuildError::OutNotDir(out.to_path_buf()));
     }
@@ -637,7 +637,13 @@ pub fn build_kernel(
     let merged = config::merge(&base_cfg, &fragments);
     std::fs::write(&dot_config, merged.config.render()).map_err(io_err(&dot_config))?;
     step("make olddefconfig");
-    make(recipe, &srctree, &scratch, &["olddefconfig".into()], &cfg_log)?;
+    make(
+        recipe,
+        &srctree,
+        &scratch,
+        &["olddefconfig".into()],
+        &cfg_log,
+    )?;
     let final_text = std::fs::read_to_string(&dot_config).map_err(io_err(&dot_config))?;
     let final_map = ConfigFile::parse(&dot_config, &final_text)?.to_map();
 
@@ -840,7 +846,12 @@ mod tests {
         let e = entry(dir.path());
         assert_eq!(cached_output(&e).unwrap(), Some(record()));
         std::fs::remove_file(e.join("System.map")).unwrap();
-        assert!(cached_output(&e).unwrap_err().to_string().contains("System.map is missing"));
+        assert!(
+            cached_output(&e)
+                .unwrap_err()
+                .to_string()
+                .contains("System.map is missing")
+        );
         assert_eq!(cached_output(&dir.path().join("none")).unwrap(), None);
     }
 

@@ -420,8 +420,8 @@ mod tests {
         );
         let err = ConfigFile::parse(Path::new("f"), "CONFIG_A=\"unterminated\n").unwrap_err();
         assert!(matches!(err, ConfigParseError::BadValue { .. }));
-        let err = ConfigFile::parse(Path::new("f"), "CONFIG_A=y\n\n# CONFIG_A is not set\n")
-            .unwrap_err();
+        let err =
+            ConfigFile::parse(Path::new("f"), "CONFIG_A=y\n\n# CONFIG_A is not set\n").unwrap_err();
         assert!(
             matches!(
                 err,
@@ -437,8 +437,14 @@ mod tests {
 
     #[test]
     fn test_merge_later_fragment_overrides_earlier_and_moves_to_the_end() {
-        let base = parse("base", "CONFIG_A=y\nCONFIG_SLOB=y\n# CONFIG_SLUB is not set\nCONFIG_Z=y\n");
-        let f1 = parse("f1", "CONFIG_SLUB=y\n# CONFIG_SLOB is not set\nCONFIG_X=y\n");
+        let base = parse(
+            "base",
+            "CONFIG_A=y\nCONFIG_SLOB=y\n# CONFIG_SLUB is not set\nCONFIG_Z=y\n",
+        );
+        let f1 = parse(
+            "f1",
+            "CONFIG_SLUB=y\n# CONFIG_SLOB is not set\nCONFIG_X=y\n",
+        );
         let f2 = parse("f2", "# CONFIG_X is not set\nCONFIG_NEW=\"s\"\n");
         let merged = merge(&base, &[f1, f2]);
         let rendered = merged.config.render();
@@ -457,7 +463,11 @@ mod tests {
                 ("CONFIG_SLUB", ConfigValue::Set("y".into()), "f1:1".into()),
                 ("CONFIG_SLOB", ConfigValue::NotSet, "f1:2".into()),
                 ("CONFIG_X", ConfigValue::NotSet, "f2:1".into()),
-                ("CONFIG_NEW", ConfigValue::Set("\"s\"".into()), "f2:2".into()),
+                (
+                    "CONFIG_NEW",
+                    ConfigValue::Set("\"s\"".into()),
+                    "f2:2".into()
+                ),
             ]
         );
     }

@@ -165,8 +165,18 @@ pub(crate) mod tests {
     #[test]
     fn test_inspect_finds_the_pvh_note_among_others() {
         let elf = tiny_elf(&[
-            (b"GNU", 3, &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20]),
-            (b"Xen", XEN_ELFNOTE_PHYS32_ENTRY, &0x0100_0a60u32.to_le_bytes()),
+            (
+                b"GNU",
+                3,
+                &[
+                    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20,
+                ],
+            ),
+            (
+                b"Xen",
+                XEN_ELFNOTE_PHYS32_ENTRY,
+                &0x0100_0a60u32.to_le_bytes(),
+            ),
         ]);
         let info = inspect(&elf).unwrap();
         assert_eq!(info.pvh_entry, Some(0x0100_0a60));
@@ -177,7 +187,10 @@ pub(crate) mod tests {
     fn test_inspect_without_pvh_note_and_wrong_files() {
         let elf = tiny_elf(&[(b"Xen", 5, b"xen-3.0\0")]);
         assert_eq!(inspect(&elf).unwrap().pvh_entry, None);
-        assert!(matches!(inspect(b"MZ\x90\x00"), Err(ElfCheckError::NotElf(_))));
+        assert!(matches!(
+            inspect(b"MZ\x90\x00"),
+            Err(ElfCheckError::NotElf(_))
+        ));
         let mut arm = elf.clone();
         arm[18..20].copy_from_slice(&183u16.to_le_bytes());
         assert_eq!(inspect(&arm), Err(ElfCheckError::WrongMachine(183)));

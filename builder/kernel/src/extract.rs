@@ -139,7 +139,10 @@ pub struct PayloadLocation {
 /// Finds the payload through the setup header.
 pub fn locate_payload(bz: &[u8]) -> Result<PayloadLocation, String> {
     if bz.len() < 0x250 {
-        return Err(format!("{} bytes is too short for a setup header", bz.len()));
+        return Err(format!(
+            "{} bytes is too short for a setup header",
+            bz.len()
+        ));
     }
     if &bz[HEADER_MAGIC_AT..HEADER_MAGIC_AT + 4] != HEADER_MAGIC {
         return Err(format!(
@@ -212,8 +215,8 @@ pub fn decompress(compression: Compression, payload: &[u8]) -> Result<Vec<u8>, S
         Compression::Gzip => read_all(Box::new(flate2::read::GzDecoder::new(payload)), &mut out)?,
         Compression::Xz => read_all(Box::new(liblzma::read::XzDecoder::new(payload)), &mut out)?,
         Compression::Lzma => {
-            let stream = liblzma::stream::Stream::new_lzma_decoder(u64::MAX)
-                .map_err(|e| e.to_string())?;
+            let stream =
+                liblzma::stream::Stream::new_lzma_decoder(u64::MAX).map_err(|e| e.to_string())?;
             read_all(
                 Box::new(liblzma::read::XzDecoder::new_stream(payload, stream)),
                 &mut out,
@@ -226,7 +229,11 @@ pub fn decompress(compression: Compression, payload: &[u8]) -> Result<Vec<u8>, S
                 .single_frame();
             read_all(Box::new(d), &mut out)?
         }
-        Compression::Lzo => out = lzo::decompress_lzop(payload).map_err(|e: LzoError| e.to_string())?.0,
+        Compression::Lzo => {
+            out = lzo::decompress_lzop(payload)
+                .map_err(|e: LzoError| e.to_string())?
+                .0
+        }
         Compression::Lz4 => out = lz4_legacy(payload)?,
     }
     Ok(out)
@@ -410,7 +417,11 @@ mod tests {
         while elf.len() < 9 << 20 {
             x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
             // Mostly repetitive with some noise, like machine code.
-            let b = if x % 7 == 0 { (x >> 24) as u8 } else { (elf.len() % 251) as u8 };
+            let b = if x % 7 == 0 {
+                (x >> 24) as u8
+            } else {
+                (elf.len() % 251) as u8
+            };
             elf.push(b);
         }
         elf
@@ -437,8 +448,7 @@ mod tests {
             let bz_path = dir.path().join(format!("vmlinuz.{tool}"));
             std::fs::write(&bz_path, &bz).unwrap();
             let out = dir.path().join(format!("vmlinux.{tool}"));
-            let report = extract_vmlinux(&bz_path, &out)
-                .unwrap_or_else(|e| panic!("{tool}: {e}"));
+            let report = extract_vmlinux(&bz_path, &out).unwrap_or_else(|e| panic!("{tool}: {e}"));
             assert_eq!(report.compression, *expected, "{tool}");
             assert!(report.pvh, "{tool}");
             assert_eq!(report.payload_size as usize, compressed.len() + 4);
@@ -454,7 +464,10 @@ mod tests {
         std::fs::write(&not_bz, vec![0u8; 4096]).unwrap();
         let out = dir.path().join("out");
         let err = extract_vmlinux(&not_bz, &out).unwrap_err();
-        assert!(err.to_string().contains("no \"HdrS\" magic at 0x202"), "{err}");
+        assert!(
+            err.to_string().contains("no \"HdrS\" magic at 0x202"),
+            "{err}"
+        );
 
         let text = b"this is not an ELF file at all, just text ".repeat(100);
         let gz = compress_with("gzip", &["-c"], &text);
@@ -465,7 +478,10 @@ mod tests {
 
         std::fs::write(&bz, fake_bzimage(b"\x01\x02\x03\x04junk", 10)).unwrap();
         let err = extract_vmlinux(&bz, &out).unwrap_err();
-        assert!(matches!(err, ExtractError::UnknownCompression { .. }), "{err}");
+        assert!(
+            matches!(err, ExtractError::UnknownCompression { .. }),
+            "{err}"
+        );
         assert!(!out.exists(), "no output may be left behind on error");
     }
 

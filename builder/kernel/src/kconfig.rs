@@ -685,7 +685,11 @@ fn parse_primary(t: &[Tok], pos: &mut usize) -> Option<Expr> {
             }
             Some(e)
         }
-        Tok::Word(w) if w.bytes().next().is_some_and(|c| c.is_ascii_digit() || c == b'-') => {
+        Tok::Word(w)
+            if w.bytes()
+                .next()
+                .is_some_and(|c| c.is_ascii_digit() || c == b'-') =>
+        {
             Some(Expr::Const(w))
         }
         Tok::Word(w) => Some(Expr::Sym(w)),
@@ -701,7 +705,9 @@ mod tests {
     use crate::config::ConfigFile;
 
     fn cfg(text: &str) -> BTreeMap<String, ConfigValue> {
-        ConfigFile::parse(Path::new("final"), text).unwrap().to_map()
+        ConfigFile::parse(Path::new("final"), text)
+            .unwrap()
+            .to_map()
     }
 
     /// A tiny fake source tree: a top Kconfig that sources an arch file and
@@ -736,7 +742,10 @@ mod tests {
         let e = parse_expr("A && !(B || C) && D=\"x\" || E");
         assert_eq!(e.to_string(), "A && !(B || C) && D=\"x\" || E");
         assert!(matches!(e, Expr::Or(..)));
-        assert_eq!(parse_expr("X86_64 && $(cc-option,-mfoo)").to_string(), "X86_64 && $(cc-option,-mfoo)");
+        assert_eq!(
+            parse_expr("X86_64 && $(cc-option,-mfoo)").to_string(),
+            "X86_64 && $(cc-option,-mfoo)"
+        );
     }
 
     #[test]
@@ -752,7 +761,10 @@ mod tests {
         assert!(kvm.definitions[0].has_prompt);
         assert_eq!(kvm.definitions[0].depends[1].at, "arch/x86/Kconfig:17");
         let hg = tree.symbol("HYPERVISOR_GUEST").unwrap();
-        assert!(hg.definitions[0].depends.is_empty(), "help text leaked: {hg:?}");
+        assert!(
+            hg.definitions[0].depends.is_empty(),
+            "help text leaked: {hg:?}"
+        );
         let clock = tree.symbol("PARAVIRT_CLOCK").unwrap();
         assert!(!clock.definitions[0].has_prompt);
         assert_eq!(clock.selected_by[0].by, "KVM_GUEST");
@@ -777,28 +789,49 @@ mod tests {
     fn test_explain_names_only_the_missing_half_of_a_conjunction_and_menu_deps() {
         let (_dir, tree) = fake_tree();
         let fin = cfg("CONFIG_NET=y\nCONFIG_VIRTIO=y\nCONFIG_ARCH=\"x86\"\n");
-        let why = tree.explain("CONFIG_VIRTIO_VSOCKETS", &ConfigValue::Set("y".into()), &fin);
+        let why = tree.explain(
+            "CONFIG_VIRTIO_VSOCKETS",
+            &ConfigValue::Set("y".into()),
+            &fin,
+        );
         assert_eq!(
             why,
             "unmet dependency `depends on VSOCKETS && VIRTIO` (drivers/virtio/Kconfig:13): CONFIG_VSOCKETS is not set"
         );
         let fin = cfg("CONFIG_VIRTIO=y\nCONFIG_VSOCKETS=y\nCONFIG_S390=y\nCONFIG_ARCH=\"mips\"\n");
-        let why = tree.explain("CONFIG_VIRTIO_VSOCKETS", &ConfigValue::Set("y".into()), &fin);
-        assert!(why.contains("`depends on NET` (drivers/virtio/Kconfig:9): CONFIG_NET is not set"), "{why}");
+        let why = tree.explain(
+            "CONFIG_VIRTIO_VSOCKETS",
+            &ConfigValue::Set("y".into()),
+            &fin,
+        );
+        assert!(
+            why.contains("`depends on NET` (drivers/virtio/Kconfig:9): CONFIG_NET is not set"),
+            "{why}"
+        );
         assert!(why.contains("CONFIG_S390=y must be off"), "{why}");
-        assert!(why.contains("`ARCH=\"x86\"` does not hold (CONFIG_ARCH is mips)"), "{why}");
+        assert!(
+            why.contains("`ARCH=\"x86\"` does not hold (CONFIG_ARCH is mips)"),
+            "{why}"
+        );
     }
 
     #[test]
     fn test_explain_promptless_unknown_and_selected_symbols() {
         let (_dir, tree) = fake_tree();
-        let why = tree.explain("CONFIG_PARAVIRT_CLOCK", &ConfigValue::Set("y".into()), &cfg(""));
+        let why = tree.explain(
+            "CONFIG_PARAVIRT_CLOCK",
+            &ConfigValue::Set("y".into()),
+            &cfg(""),
+        );
         assert_eq!(
             why,
             "it has no prompt: only an option that selects it turns it on (CONFIG_KVM_GUEST)"
         );
         let why = tree.explain("CONFIG_NO_SUCH", &ConfigValue::Set("y".into()), &cfg(""));
-        assert!(why.contains("no Kconfig file in this source defines NO_SUCH"), "{why}");
+        assert!(
+            why.contains("no Kconfig file in this source defines NO_SUCH"),
+            "{why}"
+        );
         let fin = cfg("CONFIG_KVM_GUEST=y\nCONFIG_PARAVIRT_CLOCK=y\n");
         let why = tree.explain("CONFIG_PARAVIRT_CLOCK", &ConfigValue::NotSet, &fin);
         assert_eq!(why, "it is selected by CONFIG_KVM_GUEST");

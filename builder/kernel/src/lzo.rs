@@ -31,7 +31,9 @@ pub enum LzoError {
         what: &'static str,
     },
     /// A checksum does not match.
-    #[error("lzop {what} checksum mismatch at byte {offset}: expected {expected:08x}, got {actual:08x}")]
+    #[error(
+        "lzop {what} checksum mismatch at byte {offset}: expected {expected:08x}, got {actual:08x}"
+    )]
     Checksum {
         /// Which checksum.
         what: &'static str,
@@ -78,10 +80,14 @@ impl Reader<'_> {
         Ok(self.take(1)?[0])
     }
     fn u16(&mut self) -> Result<u16, LzoError> {
-        Ok(u16::from_be_bytes(self.take(2)?.try_into().expect("2 bytes")))
+        Ok(u16::from_be_bytes(
+            self.take(2)?.try_into().expect("2 bytes"),
+        ))
     }
     fn u32(&mut self) -> Result<u32, LzoError> {
-        Ok(u32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes")))
+        Ok(u32::from_be_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
     }
 }
 
@@ -275,8 +281,15 @@ pub fn lzo1x_decompress(input: &[u8], out: &mut [u8]) -> Result<usize, &'static 
         *op += n;
         Ok(())
     }
-    fn copy_match(out: &mut [u8], op: &mut usize, dist_back: usize, n: usize) -> Result<(), &'static str> {
-        let from = op.checked_sub(dist_back).ok_or("match distance before the start of the output")?;
+    fn copy_match(
+        out: &mut [u8],
+        op: &mut usize,
+        dist_back: usize,
+        n: usize,
+    ) -> Result<(), &'static str> {
+        let from = op
+            .checked_sub(dist_back)
+            .ok_or("match distance before the start of the output")?;
         if *op + n > out.len() {
             return Err("output overrun");
         }
@@ -413,10 +426,16 @@ mod tests {
         // A match reaching before the start of the output.
         assert!(lzo1x_decompress(&[0x40, 0xff, 0x11, 0, 0], &mut out).is_err());
         // Truncated literal run.
-        assert_eq!(lzo1x_decompress(&[30, 1, 2], &mut out), Err("input overrun"));
+        assert_eq!(
+            lzo1x_decompress(&[30, 1, 2], &mut out),
+            Err("input overrun")
+        );
         // Output too small.
         let block = [22, b'h', b'e', b'l', b'l', b'o', 0x11, 0x00, 0x00];
-        assert_eq!(lzo1x_decompress(&block, &mut [0u8; 3]), Err("output overrun"));
+        assert_eq!(
+            lzo1x_decompress(&block, &mut [0u8; 3]),
+            Err("output overrun")
+        );
     }
 
     #[test]

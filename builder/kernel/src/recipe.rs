@@ -216,7 +216,9 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 fn is_sha256(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl KernelRecipe {
@@ -260,7 +262,11 @@ impl KernelRecipe {
         let dir = path.parent().unwrap_or(Path::new("."));
         let resolve = |p: &str| {
             let p = Path::new(p);
-            if p.is_absolute() { p.to_path_buf() } else { dir.join(p) }
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                dir.join(p)
+            }
         };
 
         let src_span = spec.source.span();
@@ -275,11 +281,21 @@ impl KernelRecipe {
         let source = match (src.url, src.path) {
             (Some(url), None) => {
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    return Err(invalid(src_span, "source.url", format!("`{url}` is not an http(s) URL")));
+                    return Err(invalid(
+                        src_span,
+                        "source.url",
+                        format!("`{url}` is not an http(s) URL"),
+                    ));
                 }
-                KernelSource::Url { url, sha256: src.sha256 }
+                KernelSource::Url {
+                    url,
+                    sha256: src.sha256,
+                }
             }
-            (None, Some(p)) => KernelSource::Path { path: resolve(&p), sha256: src.sha256 },
+            (None, Some(p)) => KernelSource::Path {
+                path: resolve(&p),
+                sha256: src.sha256,
+            },
             _ => {
                 return Err(invalid(
                     src_span,
@@ -305,7 +321,9 @@ impl KernelRecipe {
             invalid(
                 base_span.clone(),
                 "base",
-                format!("{what}: expected \"tinyconfig\", \"defconfig\", \"allnoconfig\" or {{ file = \"PATH\" }}"),
+                format!(
+                    "{what}: expected \"tinyconfig\", \"defconfig\", \"allnoconfig\" or {{ file = \"PATH\" }}"
+                ),
             )
         };
         let base = match spec.base.into_inner() {
@@ -318,10 +336,17 @@ impl KernelRecipe {
             toml::Value::Table(t) => {
                 let file = match (t.get("file"), t.len()) {
                     (Some(toml::Value::String(f)), 1) => resolve(f),
-                    _ => return Err(base_err("a table base must be exactly `{ file = \"PATH\" }`".into())),
+                    _ => {
+                        return Err(base_err(
+                            "a table base must be exactly `{ file = \"PATH\" }`".into(),
+                        ));
+                    }
                 };
                 if !file.is_file() {
-                    return Err(base_err(format!("base config file {} does not exist", file.display())));
+                    return Err(base_err(format!(
+                        "base config file {} does not exist",
+                        file.display()
+                    )));
                 }
                 BaseConfig::File(file)
             }
@@ -348,15 +373,29 @@ impl KernelRecipe {
                 .bytes()
                 .next()
                 .is_some_and(|b| b.is_ascii_uppercase() || b == b'_')
-                && name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
             if !valid_name {
-                return Err(invalid(value.span(), &field, "a make variable name is A-Z, 0-9 and _".into()));
+                return Err(invalid(
+                    value.span(),
+                    &field,
+                    "a make variable name is A-Z, 0-9 and _".into(),
+                ));
             }
             if RESERVED_MAKE_VARS.contains(&name.as_str()) {
-                return Err(invalid(value.span(), &field, "vmimage sets this variable itself".into()));
+                return Err(invalid(
+                    value.span(),
+                    &field,
+                    "vmimage sets this variable itself".into(),
+                ));
             }
             if value.get_ref().contains(['\n', '\0']) {
-                return Err(invalid(value.span(), &field, "the value may not contain a newline".into()));
+                return Err(invalid(
+                    value.span(),
+                    &field,
+                    "the value may not contain a newline".into(),
+                ));
             }
             make_vars.insert(name.clone(), value.get_ref().clone());
         }
@@ -440,7 +479,10 @@ mod tests {
         )
         .unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("k.toml:3:8: base: unknown base `smallconfig`"), "{msg}");
+        assert!(
+            msg.contains("k.toml:3:8: base: unknown base `smallconfig`"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -452,7 +494,10 @@ mod tests {
         )
         .unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("k.toml:6:3: fragments[1]: fragment file"), "{msg}");
+        assert!(
+            msg.contains("k.toml:6:3: fragments[1]: fragment file"),
+            "{msg}"
+        );
         assert!(msg.contains("nope.config does not exist"), "{msg}");
     }
 
@@ -468,23 +513,33 @@ mod tests {
             "k.toml:1:10: source.sha256: `ABC` is not 64 lowercase hex digits",
         );
         bad(
-            format!("source = {{ path = \"x\", url = \"http://a\", sha256 = \"{SHA}\" }}\narch = \"x86_64\"\nbase = \"tinyconfig\"\n"),
+            format!(
+                "source = {{ path = \"x\", url = \"http://a\", sha256 = \"{SHA}\" }}\narch = \"x86_64\"\nbase = \"tinyconfig\"\n"
+            ),
             "exactly one of `url` or `path`",
         );
         bad(
-            format!("source = {{ path = \"x\", sha256 = \"{SHA}\" }}\narch = \"arm64\"\nbase = \"tinyconfig\"\n"),
+            format!(
+                "source = {{ path = \"x\", sha256 = \"{SHA}\" }}\narch = \"arm64\"\nbase = \"tinyconfig\"\n"
+            ),
             "k.toml:2:8: arch: `arm64` is not supported",
         );
         bad(
-            format!("source = {{ path = \"x\", sha256 = \"{SHA}\" }}\narch = \"x86_64\"\nbase = \"tinyconfig\"\n[make]\nARCH = \"arm\"\n"),
+            format!(
+                "source = {{ path = \"x\", sha256 = \"{SHA}\" }}\narch = \"x86_64\"\nbase = \"tinyconfig\"\n[make]\nARCH = \"arm\"\n"
+            ),
             "make.ARCH: vmimage sets this variable itself",
         );
         bad(
-            format!("source = {{ path = \"x\", sha256 = \"{SHA}\", mirror = \"y\" }}\narch = \"x86_64\"\nbase = \"tinyconfig\"\n"),
+            format!(
+                "source = {{ path = \"x\", sha256 = \"{SHA}\", mirror = \"y\" }}\narch = \"x86_64\"\nbase = \"tinyconfig\"\n"
+            ),
             "mirror",
         );
         bad(
-            format!("source = {{ path = \"x\", sha256 = \"{SHA}\" }}\narch = \"x86_64\"\nbase = {{ file = \"none.config\" }}\n"),
+            format!(
+                "source = {{ path = \"x\", sha256 = \"{SHA}\" }}\narch = \"x86_64\"\nbase = {{ file = \"none.config\" }}\n"
+            ),
             "none.config does not exist",
         );
     }

@@ -235,10 +235,12 @@ pub fn unpack(tarball: &Path, sha256: &str, cache: &Path) -> Result<PathBuf, Sou
     let mut archive = tar::Archive::new(decompressor(tarball, f)?);
     archive.set_preserve_permissions(true);
     archive.set_preserve_mtime(true);
-    archive.unpack(tmp.path()).map_err(|e| SourceError::Unpack {
-        path: tarball.to_path_buf(),
-        message: e.to_string(),
-    })?;
+    archive
+        .unpack(tmp.path())
+        .map_err(|e| SourceError::Unpack {
+            path: tarball.to_path_buf(),
+            message: e.to_string(),
+        })?;
     // The tree is the single top-level directory, or the archive root.
     let entries: Vec<PathBuf> = std::fs::read_dir(tmp.path())
         .map_err(io_err(tmp.path()))?
@@ -302,7 +304,10 @@ mod tests {
             sha256: wrong.clone(),
         };
         let err = fetch(&src, dir.path()).unwrap_err().to_string();
-        assert!(err.contains(&format!("expected {wrong}, actual {sha}")), "{err}");
+        assert!(
+            err.contains(&format!("expected {wrong}, actual {sha}")),
+            "{err}"
+        );
     }
 
     #[test]
@@ -311,13 +316,21 @@ mod tests {
             debian_package_of(Path::new("/usr/src/linux-source-6.1.tar.xz")).as_deref(),
             Some("linux-source-6.1")
         );
-        assert_eq!(debian_package_of(Path::new("/tmp/linux-source-6.1.tar.xz")), None);
+        assert_eq!(
+            debian_package_of(Path::new("/tmp/linux-source-6.1.tar.xz")),
+            None
+        );
         let src = KernelSource::Path {
             path: "/usr/src/linux-source-0.0-missing.tar.xz".into(),
             sha256: "0".repeat(64),
         };
-        let err = fetch(&src, Path::new("/nonexistent")).unwrap_err().to_string();
-        assert!(err.contains("install the Debian package linux-source-0.0-missing"), "{err}");
+        let err = fetch(&src, Path::new("/nonexistent"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("install the Debian package linux-source-0.0-missing"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -336,7 +349,11 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
-        assert_eq!(leftovers.len(), 1, "temporary directories left: {leftovers:?}");
+        assert_eq!(
+            leftovers.len(),
+            1,
+            "temporary directories left: {leftovers:?}"
+        );
     }
 
     #[test]
@@ -363,8 +380,15 @@ mod tests {
         let url = format!("http://127.0.0.1:{port}/linux-9.9.tar.xz");
         let wrong = "f".repeat(64);
         let err = download(&url, &wrong, dir.path()).unwrap_err().to_string();
-        assert!(err.contains("sha256 mismatch") && err.contains(&wrong), "{err}");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing kept");
+        assert!(
+            err.contains("sha256 mismatch") && err.contains(&wrong),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "nothing kept"
+        );
         let sha = hex::encode(Sha256::digest(&body));
         let got = download(&url, &sha, dir.path()).unwrap();
         assert_eq!(std::fs::read(&got).unwrap(), body);

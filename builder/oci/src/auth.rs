@@ -201,7 +201,10 @@ pub fn docker_credentials(registry: &str) -> Result<Credentials, AuthError> {
             });
         }
         if entry.identitytoken.is_some() {
-            tracing::warn!(registry, "docker config identitytoken is not supported; anonymous");
+            tracing::warn!(
+                registry,
+                "docker config identitytoken is not supported; anonymous"
+            );
         }
     }
     if let Some(store) = cfg.creds_store {
@@ -246,8 +249,8 @@ fn run_helper(helper: &str, registry: &str) -> Result<Credentials, AuthError> {
         #[serde(rename = "Secret")]
         secret: String,
     }
-    let parsed: HelperOut = serde_json::from_slice(&out.stdout)
-        .map_err(|e| err(format!("unreadable answer: {e}")))?;
+    let parsed: HelperOut =
+        serde_json::from_slice(&out.stdout).map_err(|e| err(format!("unreadable answer: {e}")))?;
     Ok(Credentials::Basic {
         username: parsed.username,
         password: Secret::new(parsed.secret),
@@ -340,7 +343,10 @@ pub async fn ecr_token(
         .split_once(':')
         .ok_or_else(|| err("authorizationToken does not decode to `AWS:<password>`".into()))?;
     let twelve_hours = SystemTime::now() + Duration::from_secs(12 * 3600);
-    let expires_at = match data.expires_at().and_then(|t| SystemTime::try_from(*t).ok()) {
+    let expires_at = match data
+        .expires_at()
+        .and_then(|t| SystemTime::try_from(*t).ok())
+    {
         Some(t) if t > SystemTime::now() => t,
         // Already expired on arrival (a skewed clock, or a stand-in such as
         // moto that reports a fixed past date): use ECR's documented 12 h
@@ -414,7 +420,10 @@ mod tests {
 
     #[test]
     fn test_docker_config_keys_are_normalised() {
-        assert_eq!(normalize_key("https://reg.example:5000/v1/"), "reg.example:5000");
+        assert_eq!(
+            normalize_key("https://reg.example:5000/v1/"),
+            "reg.example:5000"
+        );
         assert_eq!(normalize_key("reg.example"), "reg.example");
     }
 }

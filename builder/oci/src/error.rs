@@ -108,7 +108,10 @@ pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 /// 5xx, 429 and 408.
 pub fn is_retryable(e: &OciDistributionError) -> bool {
     match e {
-        OciDistributionError::RequestError(r) => !r.is_builder() && !r.is_redirect(),
+        OciDistributionError::RequestError(r) => match r.status() {
+            Some(s) => s.is_server_error() || s.as_u16() == 429 || s.as_u16() == 408,
+            None => !r.is_builder() && !r.is_redirect(),
+        },
         OciDistributionError::IoError(_) => true,
         OciDistributionError::ServerError { code, .. } => {
             *code >= 500 || *code == 429 || *code == 408
@@ -168,6 +171,12 @@ pub fn from_oci(
                     reason: chain(&e),
                 }
             }
+        }
+        OciDistributionError::RequestError(r) if r.status().is_some_and(|s| s.as_u16() == 401) => {
+            unauthorized()
+        }
+        OciDistributionError::RequestError(r) if r.status().is_some_and(|s| s.as_u16() == 404) => {
+            not_found()
         }
         OciDistributionError::RequestError(r) if r.is_connect() => TransferError::Connect {
             registry: registry.into(),

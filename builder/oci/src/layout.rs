@@ -118,7 +118,10 @@ impl Layout {
                 manifests: vec![],
             })?;
         }
-        l.write_atomic(&dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        l.write_atomic(
+            &dir.join("oci-layout"),
+            br#"{"imageLayoutVersion":"1.0.0"}"#,
+        )?;
         Ok(l)
     }
 
@@ -216,7 +219,11 @@ impl Layout {
     /// Moves an already verified file into the layout as blob `digest`.
     /// The file must be on the same file system (e.g. a temp file made with
     /// [`Layout::temp_file`]).
-    pub fn adopt_blob(&self, file: tempfile::NamedTempFile, digest: &str) -> Result<(), LayoutError> {
+    pub fn adopt_blob(
+        &self,
+        file: tempfile::NamedTempFile,
+        digest: &str,
+    ) -> Result<(), LayoutError> {
         let dest = self.blob_path(digest);
         file.persist(&dest).map_err(|e| LayoutError::Io {
             path: dest.clone(),
@@ -311,7 +318,12 @@ impl Layout {
             .read_index()?
             .manifests
             .into_iter()
-            .filter_map(|m| m.annotations.get(ANN_REF_NAME).cloned().map(|t| (t, m.digest)))
+            .filter_map(|m| {
+                m.annotations
+                    .get(ANN_REF_NAME)
+                    .cloned()
+                    .map(|t| (t, m.digest))
+            })
             .collect();
         v.sort();
         Ok(v)
@@ -408,6 +420,9 @@ mod tests {
         let wrong = format!("sha256:{}", "0".repeat(64));
         let e = l.put_blob_file(&src, &wrong).unwrap_err().to_string();
         assert!(e.contains("expected") && e.contains("actual"), "{e}");
-        assert_eq!(fs::read_dir(d.path().join("blobs/sha256")).unwrap().count(), 0);
+        assert_eq!(
+            fs::read_dir(d.path().join("blobs/sha256")).unwrap().count(),
+            0
+        );
     }
 }

@@ -30,7 +30,7 @@ pub use auth::{Credentials, EcrOptions, Secret};
 pub use error::TransferError;
 pub use pack::{PackError, PackOutcome, PackRequest, pack};
 pub use reference::{ImageRef, ReferenceError, Target};
-pub use registry::{RegistryOptions, DEFAULT_CONCURRENCY};
+pub use registry::{DEFAULT_CONCURRENCY, RegistryOptions};
 pub use release::{ReleaseEntry, ReleaseOutcome, ReleaseRequest, release, release_list};
 pub use transfer::{Inspection, PullOutcome, PushOutcome, inspect, pull, push, tags};
 

@@ -189,7 +189,9 @@ fn ingest(layout: &Layout, src: &Path, compress: bool) -> Result<Ingested, PackE
     if layout.has_blob(&digest) {
         drop(tmp);
     } else {
-        layout.adopt_blob(tmp, &digest).map_err(TransferError::from)?;
+        layout
+            .adopt_blob(tmp, &digest)
+            .map_err(TransferError::from)?;
     }
     Ok(Ingested {
         digest,
@@ -548,7 +550,10 @@ mod tests {
         let at = (1 << 20) - 20; // straddles a read boundary
         data[at..at + banner.len()].copy_from_slice(banner);
         fs::write(&p, &data).unwrap();
-        assert_eq!(kernel_release(&p).unwrap().as_deref(), Some("6.1.0-vmimage"));
+        assert_eq!(
+            kernel_release(&p).unwrap().as_deref(),
+            Some("6.1.0-vmimage")
+        );
     }
 
     #[test]

@@ -89,7 +89,10 @@ impl ImageRef {
             // The directory may contain ':' only if a tag follows; the last
             // component decides: `@sha256:...` or `:TAG` after the last '/'.
             let (dir, target) = if let Some((dir, digest)) = rest.rsplit_once('@') {
-                (dir, Target::Digest(parse_digest(digest).map_err(|e| err(&e))?))
+                (
+                    dir,
+                    Target::Digest(parse_digest(digest).map_err(|e| err(&e))?),
+                )
             } else {
                 let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
                 match rest[last_slash..].rfind(':') {
@@ -131,10 +134,7 @@ impl ImageRef {
         check_host(registry).map_err(|e| err(&e))?;
         let last_slash = path.rfind('/').map_or(0, |i| i + 1);
         let (repository, tag) = match path[last_slash..].rfind(':') {
-            Some(i) => (
-                &path[..last_slash + i],
-                Some(&path[last_slash + i + 1..]),
-            ),
+            Some(i) => (&path[..last_slash + i], Some(&path[last_slash + i + 1..])),
             None => (path, None),
         };
         check_repository(repository).map_err(|e| err(&e))?;
@@ -221,10 +221,14 @@ pub fn parse_ecr_host(host: &str) -> Option<EcrHost> {
 /// Checks `sha256:<64 lowercase hex>`; returns it.
 pub fn parse_digest(d: &str) -> Result<String, String> {
     let Some(hex) = d.strip_prefix("sha256:") else {
-        return Err(format!("a digest `sha256:<64 hex digits>` after '@', got `{d}`"));
+        return Err(format!(
+            "a digest `sha256:<64 hex digits>` after '@', got `{d}`"
+        ));
     };
     if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return Err(format!("a digest `sha256:<64 hex digits>` after '@', got `{d}`"));
+        return Err(format!(
+            "a digest `sha256:<64 hex digits>` after '@', got `{d}`"
+        ));
     }
     Ok(d.to_string())
 }
@@ -335,7 +339,9 @@ mod tests {
             &Target::None
         );
         assert_eq!(
-            ImageRef::parse(&format!("oci:/tmp/x@{D}")).unwrap().target(),
+            ImageRef::parse(&format!("oci:/tmp/x@{D}"))
+                .unwrap()
+                .target(),
             &Target::Digest(D.into())
         );
     }

@@ -27,7 +27,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use oci_client::client::{BlobResponse, Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+use oci_client::client::{
+    BlobResponse, Certificate, CertificateEncoding, ClientConfig, ClientProtocol,
+};
 use oci_client::errors::OciDistributionError;
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
@@ -473,7 +475,11 @@ impl Registry {
     }
 
     /// Downloads a small blob into memory, checked against its digest.
-    pub async fn fetch_blob_bytes(&self, digest: &str, size: u64) -> Result<Vec<u8>, TransferError> {
+    pub async fn fetch_blob_bytes(
+        &self,
+        digest: &str,
+        size: u64,
+    ) -> Result<Vec<u8>, TransferError> {
         let mut v = Vec::with_capacity(size as usize);
         self.fetch_blob(digest, size, &mut v).await?;
         Ok(v)
@@ -610,7 +616,11 @@ impl Registry {
 
     /// Whether the registry serves the OCI 1.1 referrers API.
     async fn has_referrers_api(&self, digest: &str) -> Result<bool, TransferError> {
-        let scheme = if self.opts.plain_http { "http" } else { "https" };
+        let scheme = if self.opts.plain_http {
+            "http"
+        } else {
+            "https"
+        };
         let url = format!(
             "{scheme}://{}/v2/{}/referrers/{digest}",
             self.host, self.repository
@@ -618,7 +628,11 @@ impl Registry {
         let (c, auth) = self.client().await?;
         let r = self.reference(digest);
         // `auth` returns the bearer token for token registries (None for basic).
-        let bearer = c.auth(&r, &auth, RegistryOperation::Pull).await.ok().flatten();
+        let bearer = c
+            .auth(&r, &auth, RegistryOperation::Pull)
+            .await
+            .ok()
+            .flatten();
         let mut builder = reqwest::Client::builder();
         if let Some(ca) = &self.opts.ca_file {
             if let Ok(pem) = std::fs::read(ca) {

@@ -102,7 +102,11 @@ impl Store {
     }
 
     /// A small blob, verified.
-    pub async fn fetch_blob_bytes(&self, digest: &str, size: u64) -> Result<Vec<u8>, TransferError> {
+    pub async fn fetch_blob_bytes(
+        &self,
+        digest: &str,
+        size: u64,
+    ) -> Result<Vec<u8>, TransferError> {
         match self {
             Store::Layout(l) => Ok(l.read_blob(digest)?),
             Store::Registry(r) => r.fetch_blob_bytes(digest, size).await,

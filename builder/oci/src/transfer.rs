@@ -160,15 +160,15 @@ async fn copy_blob(
             {
                 return Ok(BlobMove::Mounted);
             }
-            let tmp = tempfile::NamedTempFile::new_in(spool).map_err(|source| {
-                TransferError::Io {
+            let tmp =
+                tempfile::NamedTempFile::new_in(spool).map_err(|source| TransferError::Io {
                     path: spool.to_path_buf(),
                     source,
-                }
-            })?;
+                })?;
             s.fetch_blob_to_file(&desc.digest, desc.size, tmp.as_file())
                 .await?;
-            d.push_blob_file(tmp.path(), &desc.digest, desc.size).await?;
+            d.push_blob_file(tmp.path(), &desc.digest, desc.size)
+                .await?;
         }
     }
     Ok(BlobMove::Copied(desc.size))
@@ -505,7 +505,12 @@ async fn pull_layer(
     let (blob_path2, dest2, digest2) = (blob_path.clone(), dest.clone(), layer.digest.clone());
     let verify_blob = matches!(store, Store::Layout(_));
     let (size, digest) = tokio::task::spawn_blocking(move || {
-        write_sparse(&blob_path2, &dest2, compressed, verify_blob.then_some(&*digest2))
+        write_sparse(
+            &blob_path2,
+            &dest2,
+            compressed,
+            verify_blob.then_some(&*digest2),
+        )
     })
     .await
     .expect("decompression task")?;

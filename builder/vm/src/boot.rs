@@ -29,7 +29,11 @@ pub struct BootConfig {
 
 impl BootConfig {
     /// A config with the default vCPUs and memory.
-    pub fn new(kernel: impl Into<PathBuf>, rootfs: Option<PathBuf>, cmdline: impl Into<String>) -> Self {
+    pub fn new(
+        kernel: impl Into<PathBuf>,
+        rootfs: Option<PathBuf>,
+        cmdline: impl Into<String>,
+    ) -> Self {
         Self {
             kernel: kernel.into(),
             rootfs,

@@ -131,7 +131,11 @@ mod tests {
 
     #[test]
     fn test_config_file_json_has_firecrackers_shape() {
-        let mut boot = BootConfig::new("/img/vmlinux", Some("/img/rootfs.ext4".into()), DEFAULT_BOOT_ARGS);
+        let mut boot = BootConfig::new(
+            "/img/vmlinux",
+            Some("/img/rootfs.ext4".into()),
+            DEFAULT_BOOT_ARGS,
+        );
         boot.vcpus = 2;
         boot.memory_mib = 1024;
         let mut cfg = FirecrackerConfig::from_boot(&boot);

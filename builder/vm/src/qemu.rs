@@ -48,7 +48,9 @@ pub enum QemuBootError {
         path: PathBuf,
     },
     /// The wanted line did not appear in time.
-    #[error("no line containing {wanted:?} on the console within {timeout:?}; last output:\n{tail}")]
+    #[error(
+        "no line containing {wanted:?} on the console within {timeout:?}; last output:\n{tail}"
+    )]
     Timeout {
         /// The awaited text.
         wanted: String,
@@ -58,7 +60,9 @@ pub enum QemuBootError {
         tail: String,
     },
     /// QEMU exited before the wanted line appeared.
-    #[error("QEMU exited ({status}) before a line containing {wanted:?} appeared; last output:\n{tail}")]
+    #[error(
+        "QEMU exited ({status}) before a line containing {wanted:?} appeared; last output:\n{tail}"
+    )]
     ExitedEarly {
         /// The awaited text.
         wanted: String,
@@ -230,7 +234,12 @@ pub fn boot_qemu(cfg: &BootConfig, opts: &QemuOptions) -> Result<BootOutcome, Qe
                 if let Some(w) = &wanted {
                     // Only complete lines count: a marker is a whole line's text.
                     let text = String::from_utf8_lossy(&raw);
-                    if text.lines().rev().skip(usize::from(!text.ends_with('\n'))).any(|l| l.contains(w.as_str())) {
+                    if text
+                        .lines()
+                        .rev()
+                        .skip(usize::from(!text.ends_with('\n')))
+                        .any(|l| l.contains(w.as_str()))
+                    {
                         saw_line = true;
                         break;
                     }
@@ -304,7 +313,10 @@ mod tests {
     fn test_missing_kernel_is_reported_before_starting_qemu() {
         let cfg = BootConfig::new("/nonexistent/vmlinux", None, "");
         let err = boot_qemu(&cfg, &QemuOptions::default()).unwrap_err();
-        assert!(matches!(err, QemuBootError::Missing { what: "kernel", .. }), "{err}");
+        assert!(
+            matches!(err, QemuBootError::Missing { what: "kernel", .. }),
+            "{err}"
+        );
     }
 
     #[test]
@@ -321,7 +333,11 @@ mod tests {
             "#!/bin/sh\necho 'booting'\nprintf 'MARK'\nsleep 0.2\necho 'ER-42'\nsleep 30\n",
         )
         .unwrap();
-        std::process::Command::new("chmod").arg("+x").arg(&script).status().unwrap();
+        std::process::Command::new("chmod")
+            .arg("+x")
+            .arg(&script)
+            .status()
+            .unwrap();
         let cfg = BootConfig::new(&kernel, None, "");
         let opts = QemuOptions {
             qemu: script.display().to_string(),

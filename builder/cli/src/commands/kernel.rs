@@ -76,18 +76,24 @@ fn build(args: BuildArgs, out: &Output) -> anyhow::Result<()> {
         cache: args.cache.unwrap_or_else(vmimage_kernel::default_cache_dir),
     };
     let spinner = ProgressBar::new_spinner();
-    spinner.set_style(ProgressStyle::with_template("{spinner} {elapsed} {msg}").expect("static template"));
+    spinner.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed} {msg}").expect("static template"),
+    );
     spinner.enable_steady_tick(std::time::Duration::from_millis(200));
     let result = vmimage_kernel::build_kernel(&recipe, &opts, &mut |step| {
         tracing::info!("{step}");
         spinner.set_message(step.to_string());
     });
     spinner.finish_and_clear();
-    let outcome = result.with_context(|| format!("building the kernel of {}", recipe_path.display()))?;
+    let outcome =
+        result.with_context(|| format!("building the kernel of {}", recipe_path.display()))?;
     out.result(&outcome, || {
         let r = &outcome.record;
         let how = if outcome.cache_hit {
-            format!("cache hit in {:.2} s (built in {:.0} s)", outcome.seconds, r.duration_seconds)
+            format!(
+                "cache hit in {:.2} s (built in {:.0} s)",
+                outcome.seconds, r.duration_seconds
+            )
         } else {
             format!("built in {:.0} s", outcome.seconds)
         };

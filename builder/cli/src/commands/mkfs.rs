@@ -70,12 +70,9 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     let bar = out.progress(0, false, "reading");
     bar.set_style(ProgressStyle::with_template("{spinner} {elapsed} {msg}").expect("static"));
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
-    let summary = vmimage_ext4::mkfs_with_progress(
-        &source,
-        &args.output,
-        options,
-        &mut |p| show_progress(&bar, p),
-    )
+    let summary = vmimage_ext4::mkfs_with_progress(&source, &args.output, options, &mut |p| {
+        show_progress(&bar, p)
+    })
     .with_context(|| format!("mkfs {} -> {}", source, args.output.display()))?;
     bar.finish_and_clear();
 
@@ -153,7 +150,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         whole.parse().map_err(|_| bad())?
     };
     // Exact integer arithmetic for the fraction: `1.5GiB` is 3 << 29.
-    let mut total = whole.checked_mul(mult).ok_or_else(|| format!("size `{s}` is too large"))?;
+    let mut total = whole
+        .checked_mul(mult)
+        .ok_or_else(|| format!("size `{s}` is too large"))?;
     if !frac.is_empty() {
         if frac.len() > 12 || !frac.bytes().all(|b| b.is_ascii_digit()) {
             return Err(bad());

@@ -9,6 +9,8 @@ use crate::output::Output;
 
 /// Arguments of `vmimage pack`.
 #[derive(Debug, clap::Args)]
+// `--version` here is the image version, not vmimage's own.
+#[command(disable_version_flag = true)]
 pub struct Args {
     /// Uncompressed kernel (vmlinux).
     #[arg(long)]

@@ -8,6 +8,8 @@ use crate::output::Output;
 
 /// Arguments of `vmimage release`.
 #[derive(Debug, clap::Args)]
+// `--version` here is the image version, not vmimage's own.
+#[command(disable_version_flag = true)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct Args {
     #[command(subcommand)]
@@ -59,7 +61,10 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
                         "{}\t{}\t{}\t{}",
                         e.version,
                         e.digest,
-                        e.released.as_deref().or(e.created.as_deref()).unwrap_or("-"),
+                        e.released
+                            .as_deref()
+                            .or(e.created.as_deref())
+                            .unwrap_or("-"),
                         e.channels.join(",")
                     )
                 })
@@ -90,7 +95,11 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
             done.version,
             done.digest,
             done.tags.join(", "),
-            if done.forced { " (version tag forced)" } else { "" }
+            if done.forced {
+                " (version tag forced)"
+            } else {
+                ""
+            }
         )
     });
     Ok(())

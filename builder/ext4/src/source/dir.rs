@@ -11,6 +11,10 @@
 //! is not seen). Hard links are found by `(st_dev, st_ino)` and become
 //! [`Node::HardLink`] to the first path seen.
 //!
+//! Access times are not taken from the tree (walking and copying it moves
+//! them, which would make images of one tree differ): atime is set to
+//! mtime.
+//!
 //! Limits: the tree must not change during the walk; POSIX ACLs are passed
 //! on as the raw `system.posix_acl_*` xattrs the kernel reports.
 
@@ -193,7 +197,9 @@ fn metadata_of(md: &fs::Metadata, xattrs: BTreeMap<Vec<u8>, Vec<u8>>) -> Metadat
         mode: (md.mode() & 0o7777) as u16,
         uid: md.uid(),
         gid: md.gid(),
-        atime: ts(md.atime(), md.atime_nsec()),
+        // Reading the tree moves atimes (relatime), so the live value would
+        // make two images of one tree differ: use the mtime instead.
+        atime: ts(md.mtime(), md.mtime_nsec()),
         mtime: ts(md.mtime(), md.mtime_nsec()),
         ctime: ts(md.ctime(), md.ctime_nsec()),
         xattrs,

@@ -2,8 +2,8 @@
 //! stream of entries. A file's bytes go straight to the callback as
 //! [`Content::Reader`]: nothing is extracted to disk or held whole in memory.
 //!
-//! Understood: ustar, GNU (long names and link names, base-256 numbers,
-//! old-style sparse files) and PAX (`path`, `linkpath`, `size`, `uid`,
+//! Understood: ustar, GNU (long names and link names, base-256 numbers)
+//! and PAX (`path`, `linkpath`, `size`, `uid`,
 //! `gid`, `mtime`/`atime`/`ctime` with fractions, `SCHILY.xattr.*`,
 //! `LIBARCHIVE.xattr.*`, `SCHILY.devmajor`/`devminor`). Ownership, modes
 //! and xattrs are taken as the archive states them; `uname`/`gname` are
@@ -15,8 +15,12 @@
 //! follows the end block is read through so a decompressor's checksum is
 //! checked and a producer writing into a pipe is not cut off.
 //!
-//! Limits: PAX sparse files (`GNU.sparse.*`), multi-volume and other exotic
-//! entry types are refused with the entry named; xz/bzip2 are not decoded.
+//! PAX and GNU long-name members are decoded here, not by the `tar` crate,
+//! whose PAX parser misreads values that contain a newline.
+//!
+//! Limits: sparse files (GNU `S` entries and PAX `GNU.sparse.*`), PAX
+//! `size` records (files over 8 GiB), multi-volume and other exotic entry
+//! types are refused with the entry named; xz/bzip2 are not decoded.
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -179,12 +183,51 @@ where
             }
         }
     };
-    let entries = archive.entries().map_err(|e| stream_error(e, &last))?;
+    // Raw mode: the tar crate's PAX parser splits records at newlines, so
+    // a name or binary xattr value holding one would be misread; PAX and
+    // GNU long-name members are decoded here instead.
+    let entries = archive
+        .entries()
+        .map_err(|e| stream_error(e, &last))?
+        .raw(true);
+    let mut pax: Option<Vec<(Vec<u8>, Vec<u8>)>> = None;
+    let mut long_name: Option<Vec<u8>> = None;
+    let mut long_link: Option<Vec<u8>> = None;
     for item in entries {
         let mut te = item.map_err(|e| stream_error(e, &last))?;
-        let raw_path = te.path_bytes().into_owned();
+        let kind = te.header().entry_type();
+        if kind.is_pax_local_extensions()
+            || kind.is_pax_global_extensions()
+            || kind.is_gnu_longname()
+            || kind.is_gnu_longlink()
+        {
+            let mut data = Vec::new();
+            te.read_to_end(&mut data)
+                .map_err(|e| stream_error(e, &last))?;
+            if kind.is_pax_local_extensions() {
+                pax = Some(parse_pax(&data).map_err(|what| ReadSourceError::Corrupt {
+                    last: last.clone(),
+                    source: io::Error::new(io::ErrorKind::InvalidData, what),
+                })?);
+            } else if kind.is_gnu_longname() {
+                long_name = Some(trim_nuls(data));
+            } else if kind.is_gnu_longlink() {
+                long_link = Some(trim_nuls(data));
+            }
+            // Global PAX headers (`g`) hold archive-wide defaults that
+            // tar writers use for comments; nothing here needs them.
+            continue;
+        }
+        let pax = pax.take().unwrap_or_default();
+        let find = |key: &[u8]| pax.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+        let raw_path = find(b"path")
+            .or(long_name.take())
+            .unwrap_or_else(|| te.path_bytes().into_owned());
+        let link = find(b"linkpath")
+            .or(long_link.take())
+            .or_else(|| te.link_name_bytes().map(|l| l.into_owned()));
         let shown = display_path(&raw_path);
-        let (entry, size) = match to_entry(&mut te, &raw_path) {
+        let (entry, size) = match to_entry(&mut te, &raw_path, link, &pax) {
             Ok(Some(x)) => x,
             Ok(None) => continue,
             Err(e) => return Err(e.into()),
@@ -239,6 +282,8 @@ where
 fn to_entry<R: Read>(
     te: &mut tar::Entry<'_, R>,
     raw_path: &[u8],
+    link: Option<Vec<u8>>,
+    pax: &[(Vec<u8>, Vec<u8>)],
 ) -> Result<Option<(Entry, u64)>, ReadSourceError> {
     let shown = display_path(raw_path);
     let bad = |e: io::Error| ReadSourceError::Corrupt {
@@ -250,16 +295,6 @@ fn to_entry<R: Read>(
         what,
     };
     let kind = te.header().entry_type();
-    if kind.is_pax_global_extensions() {
-        return Ok(None);
-    }
-    let pax: Vec<(Vec<u8>, Vec<u8>)> = match te.pax_extensions().map_err(bad)? {
-        Some(exts) => exts
-            .map(|x| x.map(|x| (x.key_bytes().to_vec(), x.value_bytes().to_vec())))
-            .collect::<io::Result<_>>()
-            .map_err(bad)?,
-        None => Vec::new(),
-    };
     let header = te.header();
     let mut path = normalize(raw_path).map_err(|reason| ReadSourceError::UnsafePath {
         entry: shown.clone(),
@@ -271,7 +306,13 @@ fn to_entry<R: Read>(
         let v = v.map_err(bad)?;
         u32::try_from(v).map_err(|_| unsupported(format!("id {v} does not fit 32 bits")))
     };
-    let mtime = header.mtime().map_err(bad)?;
+    // A header field that a PAX record replaces may be left blank.
+    let has = |key: &[u8]| pax.iter().any(|(k, _)| k == key);
+    let or_pax = |v: io::Result<u64>, key: &[u8]| match v {
+        Err(_) if has(key) => Ok(0),
+        v => v,
+    };
+    let mtime = or_pax(header.mtime(), b"mtime").map_err(bad)?;
     let mtime = Timestamp {
         sec: i64::try_from(mtime).unwrap_or(i64::MAX),
         nsec: 0,
@@ -285,8 +326,8 @@ fn to_entry<R: Read>(
     };
     let mut meta = Metadata {
         mode: (header.mode().map_err(bad)? & 0o7777) as u16,
-        uid: num(header.uid())?,
-        gid: num(header.gid())?,
+        uid: num(or_pax(header.uid(), b"uid"))?,
+        gid: num(or_pax(header.gid(), b"gid"))?,
         mtime,
         atime: gnu_time(header.as_gnu().map(|g| g.atime())).unwrap_or(mtime),
         ctime: gnu_time(header.as_gnu().map(|g| g.ctime())).unwrap_or(mtime),
@@ -303,7 +344,7 @@ fn to_entry<R: Read>(
         (0, 0)
     };
     let mut libarchive_xattrs = BTreeMap::new();
-    for (key, value) in &pax {
+    for (key, value) in pax {
         let text = std::str::from_utf8(value).unwrap_or("");
         let bad_value = || {
             unsupported(format!(
@@ -330,6 +371,13 @@ fn to_entry<R: Read>(
                 let value = base64_decode(value).ok_or_else(bad_value)?;
                 libarchive_xattrs.insert(name, value);
             }
+            // The tar reader frames entries by the header's size; a PAX
+            // size (files over 8 GiB) that differs cannot be followed.
+            b"size" if int()? != te.size() => {
+                return Err(unsupported(
+                    "PAX `size` records (files over 8 GiB) are not supported".into(),
+                ));
+            }
             k if k.starts_with(b"GNU.sparse.") => {
                 return Err(unsupported(
                     "PAX sparse files (GNU.sparse.*) are not supported; \
@@ -352,21 +400,13 @@ fn to_entry<R: Read>(
         tar::EntryType::Regular | tar::EntryType::Continuous if raw_path.ends_with(b"/") => {
             Node::Directory
         }
-        tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-            Node::File { size }
-        }
+        tar::EntryType::Regular | tar::EntryType::Continuous => Node::File { size },
         tar::EntryType::Directory => Node::Directory,
         tar::EntryType::Symlink => Node::Symlink {
-            target: te
-                .link_name_bytes()
-                .map(|c| c.into_owned())
-                .unwrap_or_default(),
+            target: link.unwrap_or_default(),
         },
         tar::EntryType::Link => {
-            let raw = te
-                .link_name_bytes()
-                .map(|c| c.into_owned())
-                .unwrap_or_default();
+            let raw = link.unwrap_or_default();
             let target = normalize(&raw).map_err(|reason| ReadSourceError::UnsafePath {
                 entry: shown.clone(),
                 reason: match reason {
@@ -406,6 +446,40 @@ fn to_entry<R: Read>(
         path.pop();
     }
     Ok(Some((Entry { path, node, meta }, size)))
+}
+
+/// PAX extended header records: `LEN KEY=VALUE\n`, where LEN counts the
+/// whole record, so values may hold any byte (newlines included).
+fn parse_pax(mut data: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+    let mut out = Vec::new();
+    while !data.is_empty() && !data.iter().all(|&b| b == 0) {
+        let sp = data
+            .iter()
+            .position(|&b| b == b' ')
+            .ok_or("PAX record without a length")?;
+        let len: usize = std::str::from_utf8(&data[..sp])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or("PAX record with a bad length")?;
+        if len < sp + 3 || len > data.len() || data[len - 1] != b'\n' {
+            return Err(format!("PAX record length {len} does not fit its header"));
+        }
+        let kv = &data[sp + 1..len - 1];
+        let eq = kv
+            .iter()
+            .position(|&b| b == b'=')
+            .ok_or("PAX record without `=`")?;
+        out.push((kv[..eq].to_vec(), kv[eq + 1..].to_vec()));
+        data = &data[len..];
+    }
+    Ok(out)
+}
+
+fn trim_nuls(mut v: Vec<u8>) -> Vec<u8> {
+    while v.last() == Some(&0) {
+        v.pop();
+    }
+    v
 }
 
 /// An archive path as an image path: drops a leading `./`, empty and `.`
@@ -646,6 +720,8 @@ mod tests {
         h.set_size(data.len() as u64);
         h.set_mode(0o644);
         h.set_mtime(1);
+        h.set_uid(0);
+        h.set_gid(0);
         h.set_cksum();
         b.append_data(&mut h, name, data).unwrap();
         b.into_inner().unwrap()
@@ -691,6 +767,34 @@ mod tests {
             b"\x01\x00\x00\x02\x00"
         );
         assert_eq!(e.meta.xattrs.get("user.café".as_bytes()).unwrap(), b"value");
+    }
+
+    #[test]
+    fn test_pax_values_may_hold_newlines_and_binary() {
+        let archive = pax_archive(
+            &[
+                ("path", b"dir/new\nline"),
+                ("SCHILY.xattr.user.bin", b"\n\x00\xff\n"),
+            ],
+            "short",
+            b"",
+        );
+        let entries = collect(&archive).unwrap();
+        assert_eq!(entries[0].0.path, b"dir/new\nline");
+        assert_eq!(
+            entries[0].0.meta.xattrs.get(&b"user.bin"[..]).unwrap(),
+            b"\n\x00\xff\n"
+        );
+    }
+
+    #[test]
+    fn test_parse_pax_rejects_bad_lengths() {
+        assert!(parse_pax(b"99 path=x\n").is_err());
+        assert!(parse_pax(b"x path=x\n").is_err());
+        assert_eq!(
+            parse_pax(b"11 path=ab\n").unwrap(),
+            [(b"path".to_vec(), b"ab".to_vec())]
+        );
     }
 
     #[test]
