@@ -254,7 +254,7 @@ pub fn install(
     let _ = std::fs::remove_file(&policy);
     let _ = std::fs::remove_dir(root.join(DEB_MOUNT.trim_start_matches('/')));
     result?;
-    let audit = chroot.output(
+    let audit = Chroot::new(root, source_date_epoch).output(
         "checking the dpkg database",
         &["dpkg".into(), "--audit".into()],
     )?;

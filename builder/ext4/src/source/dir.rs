@@ -270,7 +270,10 @@ mod tests {
     use super::*;
     use std::os::unix::fs::{PermissionsExt, symlink};
 
-    fn collect(root: &Path) -> Result<Vec<(Entry, Option<Vec<u8>>)>, ReadSourceError> {
+    /// Entries with their content read out.
+    type Collected = Vec<(Entry, Option<Vec<u8>>)>;
+
+    fn collect(root: &Path) -> Result<Collected, ReadSourceError> {
         let mut out = Vec::new();
         DirWalk::new(root).run(|entry, content| {
             let bytes = content.map(|c| match c {

@@ -190,7 +190,7 @@ where
         .entries()
         .map_err(|e| stream_error(e, &last))?
         .raw(true);
-    let mut pax: Option<Vec<(Vec<u8>, Vec<u8>)>> = None;
+    let mut pax: Option<PaxRecords> = None;
     let mut long_name: Option<Vec<u8>> = None;
     let mut long_link: Option<Vec<u8>> = None;
     for item in entries {
@@ -448,9 +448,12 @@ fn to_entry<R: Read>(
     Ok(Some((Entry { path, node, meta }, size)))
 }
 
+/// PAX records as (key, value) pairs, in archive order.
+type PaxRecords = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// PAX extended header records: `LEN KEY=VALUE\n`, where LEN counts the
 /// whole record, so values may hold any byte (newlines included).
-fn parse_pax(mut data: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+fn parse_pax(mut data: &[u8]) -> Result<PaxRecords, String> {
     let mut out = Vec::new();
     while !data.is_empty() && !data.iter().all(|&b| b == 0) {
         let sp = data
@@ -590,7 +593,10 @@ mod tests {
     use std::io::Write;
 
     /// Reads `archive` into (entry, content) pairs.
-    fn collect(archive: &[u8]) -> Result<Vec<(Entry, Option<Vec<u8>>)>, ReadSourceError> {
+    /// Entries with their content read out.
+    type Collected = Vec<(Entry, Option<Vec<u8>>)>;
+
+    fn collect(archive: &[u8]) -> Result<Collected, ReadSourceError> {
         let mut out = Vec::new();
         read_tar(archive, |entry, content| {
             let bytes = match content {
