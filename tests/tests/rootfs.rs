@@ -128,7 +128,9 @@ const HOST_PACKAGES: &[&str] = &[
     "liblzma5",
     "libbz2-1.0",
     "zlib1g",
-    "libmd0", "diffutils", "libc-bin",
+    "libmd0",
+    "diffutils",
+    "libc-bin",
 ];
 
 /// The test's own packages: dependencies with versions, an alternative whose first choice

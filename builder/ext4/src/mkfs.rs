@@ -303,6 +303,8 @@ mod tests {
             h.set_size(data.len() as u64);
             h.set_mode(0o644);
             h.set_mtime(1);
+            h.set_uid(0);
+            h.set_gid(0);
             b.append_data(&mut h, name, *data).unwrap();
         }
         b.into_inner().unwrap()

@@ -13,8 +13,8 @@ use crate::registry::{Registry, RegistryOptions};
 pub enum Store {
     /// OCI image layout.
     Layout(Layout),
-    /// Registry repository.
-    Registry(Registry),
+    /// Registry repository (boxed: it is much larger than a layout).
+    Registry(Box<Registry>),
 }
 
 impl Store {
@@ -35,7 +35,9 @@ impl Store {
                 registry,
                 repository,
                 ..
-            } => Store::Registry(Registry::connect(registry, repository, opts).await?),
+            } => Store::Registry(Box::new(
+                Registry::connect(registry, repository, opts).await?,
+            )),
         })
     }
 

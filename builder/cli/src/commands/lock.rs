@@ -32,7 +32,9 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         recipe,
         path: args.lockfile,
         update: args.update,
-        cache: args.cache.unwrap_or_else(vmimage_apt::Cache::default_location),
+        cache: args
+            .cache
+            .unwrap_or_else(vmimage_apt::Cache::default_location),
         mirror: args.mirror,
         clock: vmimage_apt::Clock::System,
     };
@@ -41,7 +43,11 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     out.result(&report, || {
         format!(
             "{} {} ({} packages)",
-            if report.written { "wrote" } else { "up to date:" },
+            if report.written {
+                "wrote"
+            } else {
+                "up to date:"
+            },
             report.path.display(),
             report.packages
         )

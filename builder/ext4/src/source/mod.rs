@@ -61,6 +61,14 @@ pub enum ReadSourceError {
         /// What the tar reader or decompressor said.
         source: io::Error,
     },
+    /// One archive entry's header cannot be read.
+    #[error("entry `{entry}`: damaged tar header: {source}")]
+    BadHeader {
+        /// The entry.
+        entry: String,
+        /// What the tar reader said.
+        source: io::Error,
+    },
     /// An archive entry type or encoding this reader does not handle.
     #[error("entry `{entry}`: {what}")]
     Unsupported {

@@ -286,9 +286,9 @@ fn to_entry<R: Read>(
     pax: &[(Vec<u8>, Vec<u8>)],
 ) -> Result<Option<(Entry, u64)>, ReadSourceError> {
     let shown = display_path(raw_path);
-    let bad = |e: io::Error| ReadSourceError::Corrupt {
-        last: shown.clone(),
-        source: io::Error::new(e.kind(), format!("in entry `{shown}`: {e}")),
+    let bad = |source: io::Error| ReadSourceError::BadHeader {
+        entry: shown.clone(),
+        source,
     };
     let unsupported = |what: String| ReadSourceError::Unsupported {
         entry: shown.clone(),
