@@ -94,7 +94,8 @@ pub fn set_xattr_block(fs_seed: u32, block_nr: u64, block: &mut [u8]) {
     block[0x10..0x14].copy_from_slice(&c.to_le_bytes());
 }
 
-/// `str2hashbuf` with unsigned chars (`EXT2_FLAGS_UNSIGNED_HASH`).
+/// `str2hashbuf` with signed chars (`EXT2_FLAGS_SIGNED_HASH`): what mke2fs
+/// picks on x86, so readers that assume it (ext4-view) agree with us.
 fn str2hashbuf(msg: &[u8], len: usize, buf: &mut [u32], num: usize) {
     let mut pad = (len as u32) | ((len as u32) << 8);
     pad |= pad << 16;
@@ -103,7 +104,7 @@ fn str2hashbuf(msg: &[u8], len: usize, buf: &mut [u32], num: usize) {
     let mut num = num as isize;
     let mut i_out = 0;
     for (i, &c) in msg[..len].iter().enumerate() {
-        val = (c as u32).wrapping_add(val << 8);
+        val = (c as i8 as i32 as u32).wrapping_add(val << 8);
         if i % 4 == 3 {
             buf[i_out] = val;
             i_out += 1;
@@ -169,7 +170,7 @@ fn half_md4_transform(buf: &mut [u32; 4], inp: &[u32; 8]) {
     buf[3] = buf[3].wrapping_add(d);
 }
 
-/// `ext2fs_dirhash` for `DX_HASH_HALF_MD4_UNSIGNED`: returns (hash, minor
+/// `ext2fs_dirhash` for `DX_HASH_HALF_MD4` (signed chars): returns (hash, minor
 /// hash). The major hash has its low bit clear (the bit marks collisions
 /// continuing into the next block in dx entries).
 pub fn dx_hash_half_md4(name: &[u8], seed: &[u32; 4]) -> (u32, u32) {

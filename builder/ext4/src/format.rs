@@ -47,9 +47,9 @@ pub const JOURNAL_INO: u32 = 8;
 pub const LOST_FOUND_INO: u32 = 11;
 /// Longest file name.
 pub const NAME_MAX: usize = 255;
-/// `EXT2_FLAGS_UNSIGNED_HASH`: names hash with unsigned chars (the dx
-/// hash versions 3..5 in effect).
-pub const FLAGS_UNSIGNED_HASH: u32 = 0x0002;
+/// `EXT2_FLAGS_SIGNED_HASH`: names hash with signed chars, as mke2fs sets
+/// on x86 (the alternative, `EXT2_FLAGS_UNSIGNED_HASH`, is 0x0002).
+pub const FLAGS_SIGNED_HASH: u32 = 0x0001;
 /// `DX_HASH_HALF_MD4`, the mke2fs default.
 pub const DX_HASH_HALF_MD4: u8 = 1;
 /// `s_checksum_type` for crc32c.

@@ -290,7 +290,7 @@ impl Ext4Writer {
         }
         sb.s_min_extra_isize = U16::new(EXTRA_ISIZE);
         sb.s_want_extra_isize = U16::new(EXTRA_ISIZE);
-        sb.s_flags = U32::new(FLAGS_UNSIGNED_HASH);
+        sb.s_flags = U32::new(FLAGS_SIGNED_HASH);
         sb.s_log_groups_per_flex = 4; // 16 groups per flex group, the mke2fs default
         sb.s_checksum_type = CHECKSUM_TYPE_CRC32C;
         sb.s_kbytes_written = U64::new(0);
