@@ -21,8 +21,14 @@ for t in hyperfine mkfs.ext4 resize2fs e2fsck dumpe2fs mmdebstrap; do
   command -v "$t" >/dev/null || { echo "missing $t: run scripts/deps.sh" >&2; exit 1; }
 done
 
-cargo build --release --quiet --bin vmimage
-VM="${CARGO_TARGET_DIR:-target}/release/vmimage"
+# VMIMAGE=PATH benchmarks a binary built elsewhere (say, the dev profile,
+# which optimises the ext4 crate as release does).
+if [ -n "${VMIMAGE:-}" ]; then
+  VM="$VMIMAGE"
+else
+  cargo build --release --quiet --bin vmimage
+  VM="${CARGO_TARGET_DIR:-target}/release/vmimage"
+fi
 
 # The Debian mirror from the host's apt sources (never hard-coded here).
 mirror() {

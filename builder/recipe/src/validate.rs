@@ -1247,5 +1247,8 @@ mod tests {
                 .as_ref()
                 .is_some_and(|p| p.contains(&"nodejs".to_string()))
         }));
+        // The kernel recipe it names must exist (the kernel crate parses it).
+        let kernel = shadow.kernel.expect("[kernel]");
+        assert!(kernel.recipe.is_file(), "{}", kernel.recipe.display());
     }
 }
