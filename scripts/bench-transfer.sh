@@ -62,7 +62,14 @@ echo "== inputs (in $work)" >&2
 # incompressible data, the rest free (zero) space.
 tree="$work/tree"
 mkdir -p "$tree/usr"
-cp -a /usr/bin /usr/lib "$tree/usr/" 2>/dev/null || true
+# /usr/bin alone: a host's /usr/lib can outgrow the 1 GiB image.
+cp -a /usr/bin /usr/sbin "$tree/usr/" 2>/dev/null || true
+# Keep the real files under 384 MiB so the image always fits.
+while [ "$(du -sm "$tree/usr" | cut -f1)" -gt 384 ]; do
+  big=$(find "$tree/usr" -type f -size +1M | sort | head -20)
+  [ -n "$big" ] || break
+  echo "$big" | xargs rm -f
+done
 head -c 384M /dev/urandom >"$tree/data.bin"
 rm -f "$work/rootfs.ext4"
 mkfs.ext4 -q -F -d "$tree" "$work/rootfs.ext4" 1G

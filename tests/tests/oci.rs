@@ -134,6 +134,12 @@ fn vm_err(args: &[&str], env: &[(&str, &str)]) -> String {
 /// Packs `fx` into a layout under the fixture dir; returns (ref, digest).
 fn pack(fx: &Fixture, tag: &str) -> (String, String) {
     let layout = format!("oci:{}:{tag}", fx.dir.path().join("oci").display());
+    let digest = pack_to(fx, &layout, "1700000000");
+    (layout, digest)
+}
+
+/// Packs `fx` to `dest` with the given SOURCE_DATE_EPOCH; returns the digest.
+fn pack_to(fx: &Fixture, dest: &str, epoch: &str) -> String {
     let j = vm_ok(
         &[
             "pack",
@@ -151,11 +157,11 @@ fn pack(fx: &Fixture, tag: &str) -> (String, String) {
             "256",
             "--version",
             "1.0.0",
-            &layout,
+            dest,
         ],
-        &[("SOURCE_DATE_EPOCH", "1700000000")],
+        &[("SOURCE_DATE_EPOCH", epoch)],
     );
-    (layout, j["digest"].as_str().unwrap().to_string())
+    j["digest"].as_str().unwrap().to_string()
 }
 
 /// Checks that `out` holds the fixture's files, byte for byte.
@@ -282,32 +288,8 @@ fn test_pack_is_deterministic_and_follows_source_date_epoch() {
     let (_, b) = pack(&fx, "b");
     assert_eq!(a, b, "same inputs, same manifest digest");
     let other = fx.dir.path().join("oci2");
-    let j = vm_ok(
-        &[
-            "pack",
-            "--kernel",
-            fx.kernel.to_str().unwrap(),
-            "--rootfs",
-            fx.rootfs.to_str().unwrap(),
-            "--snapshot",
-            fx.snapshot.to_str().unwrap(),
-            "--sbom",
-            fx.sbom.to_str().unwrap(),
-            "--vcpus",
-            "2",
-            "--memory-mib",
-            "256",
-            "--version",
-            "1.0.0",
-            &format!("oci:{}:x", other.display()),
-        ],
-        &[("SOURCE_DATE_EPOCH", "1700000001")],
-    );
-    assert_ne!(
-        j["digest"].as_str().unwrap(),
-        a,
-        "created comes from SOURCE_DATE_EPOCH"
-    );
+    let c = pack_to(&fx, &format!("oci:{}:x", other.display()), "1700000001");
+    assert_ne!(c, a, "created comes from SOURCE_DATE_EPOCH");
 }
 
 fn skopeo(args: &[&str]) -> Output {
