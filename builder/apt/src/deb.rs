@@ -125,6 +125,8 @@ pub struct DebFile {
     path: PathBuf,
     control: Member,
     data: Member,
+    /// The first member's modification time (when the package was built).
+    mtime: i64,
 }
 
 impl DebFile {
@@ -147,6 +149,7 @@ impl DebFile {
             return Err(format("not an ar archive (bad magic)".into()));
         }
         let mut members = Vec::new();
+        let mut first_mtime = None;
         let mut offset = AR_MAGIC.len() as u64;
         while offset < len {
             let mut header = [0u8; AR_HEADER_LEN];
@@ -166,6 +169,11 @@ impl DebFile {
             let size: u64 = field(48..58)
                 .parse()
                 .map_err(|_| format(format!("member {name:?}: bad size {:?}", field(48..58))))?;
+            if first_mtime.is_none() {
+                first_mtime = Some(field(16..28).parse::<i64>().map_err(|_| {
+                    format(format!("member {name:?}: bad mtime {:?}", field(16..28)))
+                })?);
+            }
             let data_offset = offset + AR_HEADER_LEN as u64;
             if data_offset + size > len {
                 return Err(format(format!(
@@ -212,6 +220,7 @@ impl DebFile {
             path: path.to_path_buf(),
             control: find("control.tar")?,
             data: find("data.tar")?,
+            mtime: first_mtime.unwrap_or(0),
         })
     }
 
@@ -237,6 +246,12 @@ impl DebFile {
                 });
             }
         })
+    }
+
+    /// Modification time of the first `ar` member, in seconds since the
+    /// epoch: when the package was built, a reproducible SOURCE_DATE_EPOCH.
+    pub fn mtime(&self) -> i64 {
+        self.mtime
     }
 
     /// The file's path.

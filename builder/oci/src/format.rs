@@ -8,8 +8,12 @@
 //! with sorted keys and no whitespace so the same inputs give the same
 //! manifest digest.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr;
 
+use oci_spec::image::{
+    Descriptor, DescriptorBuilder, Digest, ImageManifest, ImageManifestBuilder, MediaType,
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
@@ -241,6 +245,50 @@ impl ManifestView {
             .chain(self.layers.iter().cloned())
             .collect()
     }
+}
+
+/// A descriptor of our own blob or manifest; annotations are left out of the
+/// JSON when empty.
+pub(crate) fn descriptor(
+    media_type: &str,
+    digest: &str,
+    size: u64,
+    annotations: HashMap<String, String>,
+) -> Descriptor {
+    let mut b = DescriptorBuilder::default()
+        .media_type(MediaType::from(media_type))
+        .digest(Digest::from_str(digest).expect("sha256 digest we computed"))
+        .size(size);
+    if !annotations.is_empty() {
+        b = b.annotations(annotations);
+    }
+    b.build().expect("all required descriptor fields set")
+}
+
+/// An OCI 1.1 referrer manifest (SBOM, release record): the empty config,
+/// `layers`, pointing at `subject`.
+pub(crate) fn referrer_manifest(
+    artifact_type: &str,
+    empty_config_digest: &str,
+    layers: Vec<Descriptor>,
+    subject: Descriptor,
+    annotations: HashMap<String, String>,
+) -> ImageManifest {
+    ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .artifact_type(MediaType::from(artifact_type))
+        .config(descriptor(
+            EMPTY_MEDIA_TYPE,
+            empty_config_digest,
+            EMPTY_JSON.len() as u64,
+            HashMap::new(),
+        ))
+        .layers(layers)
+        .subject(subject)
+        .annotations(annotations)
+        .build()
+        .expect("all required manifest fields set")
 }
 
 #[cfg(test)]

@@ -12,18 +12,17 @@ use std::collections::HashMap;
 use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
-use oci_spec::image::{DescriptorBuilder, Digest, ImageManifestBuilder, MediaType};
+use oci_spec::image::{ImageManifestBuilder, MediaType};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
 use crate::error::TransferError;
 use crate::format::{
     ANN_CREATED, ANN_REVISION, ANN_SOURCE, ANN_TITLE, ANN_UNCOMPRESSED_DIGEST,
-    ANN_UNCOMPRESSED_SIZE, ANN_VERSION, ARTIFACT_TYPE, CONFIG_MEDIA_TYPE, EMPTY_JSON,
-    EMPTY_MEDIA_TYPE, ImageConfig, KERNEL_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, ROOTFS_MEDIA_TYPE,
-    SBOM_ARTIFACT_TYPE, SNAPSHOT_MEDIA_TYPE, canonical_json, rfc3339,
+    ANN_UNCOMPRESSED_SIZE, ANN_VERSION, ARTIFACT_TYPE, CONFIG_MEDIA_TYPE, EMPTY_JSON, ImageConfig,
+    KERNEL_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, ROOTFS_MEDIA_TYPE, SBOM_ARTIFACT_TYPE,
+    SNAPSHOT_MEDIA_TYPE, canonical_json, descriptor, referrer_manifest, rfc3339,
 };
 use crate::layout::Layout;
 use crate::reference::ImageRef;
@@ -199,22 +198,6 @@ fn ingest(layout: &Layout, src: &Path, compress: bool) -> Result<Ingested, PackE
         raw_digest: format!("sha256:{}", hex::encode(raw_hasher.finalize())),
         raw_size,
     })
-}
-
-fn descriptor(
-    media_type: &str,
-    digest: &str,
-    size: u64,
-    annotations: HashMap<String, String>,
-) -> oci_spec::image::Descriptor {
-    let mut b = DescriptorBuilder::default()
-        .media_type(MediaType::from(media_type))
-        .digest(Digest::from_str(digest).expect("sha256 digest we computed"))
-        .size(size);
-    if !annotations.is_empty() {
-        b = b.annotations(annotations);
-    }
-    b.build().expect("all required descriptor fields set")
 }
 
 fn file_digest(path: &Path) -> Result<String, PackError> {
@@ -499,31 +482,23 @@ pub fn pack_into_layout(
             let empty = layout
                 .put_blob_bytes(EMPTY_JSON)
                 .map_err(TransferError::from)?;
-            let m = ImageManifestBuilder::default()
-                .schema_version(2u32)
-                .media_type(MediaType::ImageManifest)
-                .artifact_type(MediaType::from(SBOM_ARTIFACT_TYPE))
-                .config(descriptor(
-                    EMPTY_MEDIA_TYPE,
-                    &empty,
-                    EMPTY_JSON.len() as u64,
-                    HashMap::new(),
-                ))
-                .layers(vec![descriptor(
+            let m = referrer_manifest(
+                SBOM_ARTIFACT_TYPE,
+                &empty,
+                vec![descriptor(
                     SBOM_ARTIFACT_TYPE,
                     &sbom.digest,
                     sbom.size,
                     title("sbom.spdx.json"),
-                )])
-                .subject(descriptor(
+                )],
+                descriptor(
                     MANIFEST_MEDIA_TYPE,
                     &digest,
                     manifest_bytes.len() as u64,
                     HashMap::new(),
-                ))
-                .annotations(HashMap::from([(ANN_CREATED.to_string(), created)]))
-                .build()
-                .expect("all required manifest fields set");
+                ),
+                HashMap::from([(ANN_CREATED.to_string(), created)]),
+            );
             let bytes = canonical_json(&m);
             Some(
                 layout

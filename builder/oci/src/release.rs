@@ -11,15 +11,13 @@
 //! the same version racing can both pass the check.
 
 use std::collections::{BTreeMap, HashMap};
-use std::str::FromStr;
 
-use oci_spec::image::{DescriptorBuilder, Digest, ImageManifestBuilder, MediaType};
 use serde::Serialize;
 
 use crate::error::TransferError;
 use crate::format::{
     ANN_CREATED, ANN_REVISION, ANN_VERSION, EMPTY_JSON, EMPTY_MEDIA_TYPE, MANIFEST_MEDIA_TYPE,
-    ManifestView, RELEASE_ARTIFACT_TYPE, canonical_json, rfc3339,
+    ManifestView, RELEASE_ARTIFACT_TYPE, canonical_json, descriptor, referrer_manifest, rfc3339,
 };
 use crate::reference::{ImageRef, check_tag};
 use crate::registry::RegistryOptions;
@@ -203,29 +201,19 @@ pub async fn release(
         ann.insert(ANN_CHANNELS.to_string(), channels.join(","));
     }
     let empty = store.put_blob_bytes(EMPTY_JSON).await?;
-    let empty_desc = DescriptorBuilder::default()
-        .media_type(MediaType::from(EMPTY_MEDIA_TYPE))
-        .digest(Digest::from_str(&empty).expect("sha256"))
-        .size(EMPTY_JSON.len() as u64)
-        .build()
-        .expect("descriptor");
-    let record = ImageManifestBuilder::default()
-        .schema_version(2u32)
-        .media_type(MediaType::ImageManifest)
-        .artifact_type(MediaType::from(RELEASE_ARTIFACT_TYPE))
-        .config(empty_desc.clone())
-        .layers(vec![empty_desc])
-        .subject(
-            DescriptorBuilder::default()
-                .media_type(MediaType::from(mt.as_str()))
-                .digest(Digest::from_str(&digest).expect("sha256"))
-                .size(bytes.len() as u64)
-                .build()
-                .expect("descriptor"),
-        )
-        .annotations(ann.clone())
-        .build()
-        .expect("manifest");
+    let empty_desc = descriptor(
+        EMPTY_MEDIA_TYPE,
+        &empty,
+        EMPTY_JSON.len() as u64,
+        HashMap::new(),
+    );
+    let record = referrer_manifest(
+        RELEASE_ARTIFACT_TYPE,
+        &empty,
+        vec![empty_desc],
+        descriptor(&mt, &digest, bytes.len() as u64, HashMap::new()),
+        ann.clone(),
+    );
     let record_bytes = canonical_json(&record);
     let record_digest = store
         .put_manifest(

@@ -18,7 +18,6 @@
 //! Limits: root only (chroot and mounts); the tree's architecture must run on the host.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -89,30 +88,12 @@ pub fn read_debs(
                 pre_depends: field("Pre-Depends")?,
                 depends: field("Depends")?,
                 provides: field("Provides")?.into_iter().flatten().collect(),
-                mtime: ar_mtime(path)?,
+                mtime: deb.mtime(),
                 path: path.clone(),
                 name,
             })
         })
         .collect()
-}
-
-/// The modification time of the first `ar` member (deb(5): 8-byte magic, then a 60-byte
-/// header whose bytes 16..28 are the decimal mtime).
-fn ar_mtime(path: &Path) -> Result<i64, RootfsError> {
-    let mut head = [0u8; 68];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut head))
-        .map_err(io_err(path))?;
-    let field = std::str::from_utf8(&head[8 + 16..8 + 28])
-        .unwrap_or("")
-        .trim();
-    field.parse().map_err(|_| {
-        RootfsError::Install(format!(
-            "{}: malformed ar header mtime {field:?}",
-            path.display()
-        ))
-    })
 }
 
 /// Indices of `debs` in install order: each package after what it (pre-)depends on, ties
