@@ -137,8 +137,11 @@ pub(crate) fn single_blocks(alloc: &mut Allocator, n: u64) -> Vec<u64> {
 impl Ext4Writer {
     /// Lays out and writes all metadata; returns what was written.
     pub fn finish(mut self) -> Result<ImageSummary, Ext4WriteError> {
-        // 1. Copy the queued files.
+        // 1. Copy the queued files; wait for every data write.
         self.flush()?;
+        for d in self.sink.drain()? {
+            self.content_id.update(d);
+        }
 
         // 2. Number inodes breadth-first and count links.
         let (slots, ino_of) = self.number();

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
-use crate::data::{BATCH_BYTES, BATCH_FILE_MAX, BATCH_FILES, DataSink, Placed};
+use crate::data::{BATCH_BYTES, BATCH_FILE_MAX, BATCH_FILES, DataSink};
 use crate::entry::{Content, Entry, Metadata, Node, Timestamp};
 use crate::error::{Ext4WriteError, show};
 use crate::extent::FileExtent;
@@ -79,7 +79,8 @@ pub struct Ext4Writer {
     pub(crate) nodes: Vec<NodeData>,
     pending: Vec<Pending>,
     pending_bytes: u64,
-    /// Everything added, in order: paths, metadata, content digests.
+    /// Everything added, in order: paths and metadata (`finish` adds the
+    /// content digests).
     pub(crate) content_id: Sha256,
     /// GDT blocks reserved in each backup region.
     pub(crate) gdt_reserve: u64,
@@ -176,11 +177,7 @@ impl Ext4Writer {
         let mut content_id = Sha256::new();
         content_id.update(b"vmimage-ext4 v1");
         Ok(Self {
-            sink: DataSink {
-                file,
-                alloc: Allocator::new(gdt_reserve),
-                limit: fixed,
-            },
+            sink: DataSink::new(file, Allocator::new(gdt_reserve), fixed),
             options,
             nodes,
             pending: Vec::new(),
@@ -327,12 +324,42 @@ impl Ext4Writer {
         Ok(())
     }
 
+    /// Feeds one entry to the content id: every field, length-prefixed
+    /// where variable, so different entries never encode alike.
     fn hash_entry(&mut self, path: &[u8], node: &Node, meta: &Metadata) {
-        let h = &mut self.content_id;
-        h.update((path.len() as u64).to_le_bytes());
-        h.update(path);
-        h.update(format!("{node:?}").as_bytes());
-        h.update(format!("{meta:?}").as_bytes());
+        let mut b: Vec<u8> = Vec::with_capacity(96 + path.len());
+        let bytes = |b: &mut Vec<u8>, x: &[u8]| {
+            b.extend_from_slice(&(x.len() as u64).to_le_bytes());
+            b.extend_from_slice(x);
+        };
+        bytes(&mut b, path);
+        let (tag, a, c, extra): (u8, u64, u64, &[u8]) = match node {
+            Node::Directory => (0, 0, 0, b""),
+            Node::File { size } => (1, *size, 0, b""),
+            Node::Symlink { target } => (2, 0, 0, target),
+            Node::HardLink { target } => (3, 0, 0, target),
+            Node::CharDevice { major, minor } => (4, *major as u64, *minor as u64, b""),
+            Node::BlockDevice { major, minor } => (5, *major as u64, *minor as u64, b""),
+            Node::Fifo => (6, 0, 0, b""),
+            Node::Socket => (7, 0, 0, b""),
+        };
+        b.push(tag);
+        b.extend_from_slice(&a.to_le_bytes());
+        b.extend_from_slice(&c.to_le_bytes());
+        bytes(&mut b, extra);
+        b.extend_from_slice(&meta.mode.to_le_bytes());
+        b.extend_from_slice(&meta.uid.to_le_bytes());
+        b.extend_from_slice(&meta.gid.to_le_bytes());
+        for t in [meta.atime, meta.mtime, meta.ctime] {
+            b.extend_from_slice(&t.sec.to_le_bytes());
+            b.extend_from_slice(&t.nsec.to_le_bytes());
+        }
+        b.extend_from_slice(&(meta.xattrs.len() as u64).to_le_bytes());
+        for (k, v) in &meta.xattrs {
+            bytes(&mut b, k);
+            bytes(&mut b, v);
+        }
+        self.content_id.update(&b);
     }
 
     fn push(&mut self, kind: Kind, meta: Metadata, path: &[u8]) -> NodeId {
@@ -419,14 +446,14 @@ impl Ext4Writer {
             }
             Content::Path(src) => {
                 self.flush()?;
-                let placed = self.sink.large_file(&src, size, &path)?;
-                self.placed(id, placed);
+                let extents = self.sink.large_file(&src, size, &path)?;
+                self.placed(id, extents);
                 Ok(())
             }
             Content::Reader(r) => {
                 self.flush()?;
-                let placed = self.sink.reader(r, size, &path)?;
-                self.placed(id, placed);
+                let extents = self.sink.reader(r, size, &path)?;
+                self.placed(id, extents);
                 Ok(())
             }
             Content::Bytes(b) => {
@@ -438,17 +465,16 @@ impl Ext4Writer {
                     });
                 }
                 self.flush()?;
-                let placed = self.sink.bytes(&b)?;
-                self.placed(id, placed);
+                let extents = self.sink.bytes(b)?;
+                self.placed(id, extents);
                 Ok(())
             }
         }
     }
 
-    fn placed(&mut self, id: NodeId, placed: Placed) {
-        self.content_id.update(placed.digest);
+    fn placed(&mut self, id: NodeId, placed: Vec<FileExtent>) {
         if let Kind::File { extents, .. } = &mut self.nodes[id].kind {
-            *extents = placed.extents;
+            *extents = placed;
         }
     }
 

@@ -3,9 +3,8 @@
 //!
 //! Symlinks are never followed (only the root itself may be one); the walk
 //! crosses mount points. Regular files are handed over as
-//! [`Content::Path`] so the writer can copy them later and in parallel; each
-//! is opened once here so an unreadable file is reported with its path
-//! before any image is written. Extended attributes are read with
+//! [`Content::Path`] so the writer can copy them later and in parallel (an
+//! unreadable file is reported, with its path, by that copy). Extended attributes are read with
 //! `llistxattr`/`lgetxattr`, so `security.capability` and `user.*` survive
 //! (what the kernel hides from the caller, e.g. `trusted.*` for non-root,
 //! is not seen). Hard links are found by `(st_dev, st_ino)` and become
@@ -28,6 +27,22 @@ use std::path::{Path, PathBuf};
 
 use super::{ReadSourceError, check_name_lengths, display_path};
 use crate::{Content, Entry, Metadata, Node, Timestamp};
+
+/// Why the walk thread ended early.
+enum WalkErr {
+    /// The receiving side stopped (its own error is reported there).
+    Stopped,
+    Failed(ReadSourceError),
+}
+
+impl From<ReadSourceError> for WalkErr {
+    fn from(e: ReadSourceError) -> Self {
+        WalkErr::Failed(e)
+    }
+}
+
+/// Entries the walk may run ahead of the writer.
+const WALK_QUEUE: usize = 4096;
 
 /// A directory walk, configured then [`run`](DirWalk::run).
 #[derive(Debug, Clone)]
@@ -54,11 +69,50 @@ impl DirWalk {
 
     /// Walks the tree, calling `add` for every entry in order. Stops at the
     /// first error, from the walk or from `add`.
+    ///
+    /// The walk's system calls (`statx`, `llistxattr`, `getdents`) run on a
+    /// thread of their own, a bounded queue ahead of `add`, so they overlap
+    /// with the copying `add` does.
     pub fn run<E, F>(&self, mut add: F) -> Result<(), E>
     where
         E: From<ReadSourceError>,
         F: FnMut(Entry, Option<Content<'_>>) -> Result<(), E>,
     {
+        type Item = Result<(Entry, Option<PathBuf>), ReadSourceError>;
+        std::thread::scope(|s| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Item>(WALK_QUEUE);
+            std::thread::Builder::new()
+                .name("ext4-walk".into())
+                .spawn_scoped(s, move || {
+                    // A send fails only once `add` stopped: stop too.
+                    let res = self.walk(&mut |e, c| tx.send(Ok((e, c))).is_ok());
+                    if let Err(WalkErr::Failed(e)) = res {
+                        let _ = tx.send(Err(e));
+                    }
+                })
+                .map_err(|source| ReadSourceError::Io {
+                    path: self.root.display().to_string(),
+                    source,
+                })?;
+            // Returning drops `rx`, which ends the walk thread.
+            for item in rx {
+                let (entry, path) = item?;
+                add(entry, path.map(Content::Path))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The walk proper: `emit` gets each entry in order and returns false
+    /// to stop it.
+    fn walk(&self, emit: &mut dyn FnMut(Entry, Option<PathBuf>) -> bool) -> Result<(), WalkErr> {
+        let mut add = |e: Entry, c: Option<PathBuf>| -> Result<(), WalkErr> {
+            if emit(e, c) {
+                Ok(())
+            } else {
+                Err(WalkErr::Stopped)
+            }
+        };
         let io_err = |path: &Path, source: io::Error| ReadSourceError::Io {
             path: path.display().to_string(),
             source,
@@ -133,13 +187,7 @@ impl DirWalk {
             let (node, content) = if ft.is_dir() {
                 (Node::Directory, None)
             } else if ft.is_file() {
-                // Open once so an unreadable file fails here, named, rather
-                // than later inside the writer's parallel copy.
-                fs::File::open(&fs_path).map_err(|e| io_err(&fs_path, e))?;
-                (
-                    Node::File { size: md.len() },
-                    Some(Content::Path(fs_path.clone())),
-                )
+                (Node::File { size: md.len() }, Some(fs_path.clone()))
             } else if ft.is_symlink() {
                 let target = fs::read_link(&fs_path).map_err(|e| io_err(&fs_path, e))?;
                 (
