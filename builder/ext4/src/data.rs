@@ -74,6 +74,8 @@ struct Piece {
 
 /// What the writer thread gives back: each file's digest, by file index.
 type Digests = Vec<(usize, [u8; 32])>;
+/// The writer thread: its queue and its handle.
+type Worker = (SyncSender<Vec<Piece>>, JoinHandle<std::io::Result<Digests>>);
 
 /// Where data goes: the image file, the allocator and the writer thread.
 pub struct DataSink {
@@ -88,7 +90,7 @@ pub struct DataSink {
     queued: Vec<Piece>,
     queued_bytes: usize,
     files: usize,
-    worker: Option<(SyncSender<Vec<Piece>>, JoinHandle<std::io::Result<Digests>>)>,
+    worker: Option<Worker>,
 }
 
 fn is_zero(b: &[u8]) -> bool {
@@ -327,13 +329,14 @@ impl DataSink {
         &mut self,
         files: &[(PathBuf, u64, String)],
     ) -> Result<Vec<Vec<FileExtent>>, Ext4WriteError> {
-        let contents: Vec<Result<(Vec<u8>, [u8; 32]), Ext4WriteError>> = files
+        let contents: Vec<Result<_, Ext4WriteError>> = files
             .par_iter()
             .map(|(src, size, path)| {
                 let buf = read_small(src, *size, path)?;
                 let mut h = Sha256::new();
                 hash_blocks(&mut h, &buf, 0);
-                Ok((buf, h.finalize().into()))
+                let digest: [u8; 32] = h.finalize().into();
+                Ok((buf, digest))
             })
             .collect();
         let mut out = Vec::with_capacity(files.len());
