@@ -165,7 +165,7 @@ fn add_test_packages(repo: &AptRepo) {
             .file("/usr/share/doc/hello-app/copyright",
                 "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\nFiles: *\nLicense: Expat\n",
                 0o644)
-            .script("preinst", "#!/bin/sh\nset -e\n[ -e /usr/share/greet/version ] || { echo pre-dependency not unpacked >&2; exit 1; }\n")
+            .script("preinst", "#!/bin/sh\nset -e\n[ -e /usr/share/greet/version ] || { echo pre-dependency not unpacked >&2; exit 1; }\nmkdir -p /var/lib/hello-app\necho \"$1 $DPKG_MAINTSCRIPT_NAME $DPKG_MAINTSCRIPT_PACKAGE\" > /var/lib/hello-app/preinst-ran\n")
             .script(
                 "postinst",
                 "#!/bin/sh\nset -e\nmkdir -p /var/lib/hello-app\necho \"$1 $(cat /usr/share/greet/version)\" > /var/lib/hello-app/postinst-ran\n",
@@ -258,6 +258,47 @@ fn test_local_repo_installs_with_real_dpkg_and_maintainer_scripts() {
         std::fs::read_to_string(tree.join("var/lib/dpkg/info/hello-app.conffiles"))
             .unwrap()
             .contains("/etc/hello-app.conf")
+    );
+    // The preinst ran as dpkg runs it, for a fresh install.
+    assert_eq!(
+        std::fs::read_to_string(tree.join("var/lib/hello-app/preinst-ran")).unwrap(),
+        "install preinst hello-app\n"
+    );
+    // The conffile is in place (not left as .dpkg-new) and dpkg recorded its hash on
+    // configuring, as after a normal install.
+    assert_eq!(
+        std::fs::read_to_string(tree.join("etc/hello-app.conf")).unwrap(),
+        "greeting=hello\n"
+    );
+    let md5 = run_ok(Command::new("md5sum").arg(tree.join("etc/hello-app.conf")));
+    let md5 = String::from_utf8_lossy(&md5.stdout);
+    let md5 = md5.split_whitespace().next().unwrap();
+    assert!(
+        status.contains(&format!("Conffiles:\n /etc/hello-app.conf {md5}\n")),
+        "{status}"
+    );
+    let leftovers = run_ok(Command::new("find").arg(&tree).args([
+        "(",
+        "-name",
+        "*.dpkg-new",
+        "-o",
+        "-name",
+        "tmp.ci*",
+        ")",
+        "-print",
+    ]));
+    assert!(
+        leftovers.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&leftovers.stdout)
+    );
+    // dpkg's own check of every file against the md5sums (written by vmimage where a
+    // package ships none, as dpkg does).
+    let verify = run_ok(Command::new("chroot").arg(&tree).args(["dpkg", "--verify"]));
+    assert!(
+        verify.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
     );
     // The tree's own dpkg is happy with its database.
     let audit = run_ok(Command::new("chroot").arg(&tree).args(["dpkg", "--audit"]));
@@ -481,6 +522,13 @@ fn test_debian_bookworm_minimal_builds_locks_and_rebuilds_identically() {
             .arg(&tree),
     );
     // dpkg and apt inside the result are content.
+    // Every unpacked file matches its package's md5sums (vmimage unpacks, not dpkg).
+    let verify = run_ok(Command::new("chroot").arg(&tree).args(["dpkg", "--verify"]));
+    assert!(
+        verify.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
     let audit = run_ok(Command::new("chroot").arg(&tree).args(["dpkg", "--audit"]));
     assert!(
         audit.stdout.is_empty(),

@@ -183,13 +183,16 @@ impl Fetcher {
             offline: false,
             parallel: DEFAULT_PARALLEL_DOWNLOADS,
             attempts: DEFAULT_ATTEMPTS,
-            agent: ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .timeout_connect(Some(CONNECT_TIMEOUT))
-                .timeout_per_read(Some(READ_TIMEOUT))
-                .user_agent(concat!("vmimage/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .into(),
+            agent: ureq::Agent::with_parts(
+                ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .timeout_connect(Some(CONNECT_TIMEOUT))
+                    .timeout_per_read(Some(READ_TIMEOUT))
+                    .user_agent(concat!("vmimage/", env!("CARGO_PKG_VERSION")))
+                    .build(),
+                ureq::unversioned::transport::DefaultConnector::default(),
+                CachingResolver::default(),
+            ),
         }
     }
 
@@ -482,6 +485,45 @@ impl Fetcher {
     pub fn download_packages(&self, packages: &[Package]) -> Result<Vec<PathBuf>, FetchError> {
         let downloads: Vec<Download> = packages.iter().map(Download::of_package).collect();
         self.fetch_all(&downloads, &|_, _| {})
+    }
+}
+
+/// Resolves each host once per fetcher. Every parallel download opens its own connection,
+/// and a resolver that stalls now and then (a lost AAAA answer costs glibc 5 s) would
+/// otherwise stall each of them in turn.
+#[derive(Debug, Default)]
+struct CachingResolver {
+    inner: ureq::unversioned::resolver::DefaultResolver,
+    known:
+        Mutex<std::collections::HashMap<String, ureq::unversioned::resolver::ResolvedSocketAddrs>>,
+}
+
+impl ureq::unversioned::resolver::Resolver for CachingResolver {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        let key = format!(
+            "{}://{}",
+            uri.scheme_str().unwrap_or(""),
+            uri.authority().map(|a| a.as_str()).unwrap_or("")
+        );
+        if let Some(hit) = self
+            .known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Ok(hit.clone());
+        }
+        let addrs = self.inner.resolve(uri, config, timeout)?;
+        self.known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, addrs.clone());
+        Ok(addrs)
     }
 }
 

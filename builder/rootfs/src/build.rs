@@ -120,17 +120,22 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, RootfsError> {
         .rootfs
         .source_date_epoch
         .unwrap_or_else(|| debs.iter().map(|d| d.mtime).max().unwrap_or(0));
-    let cache_dir = common_parent(&paths)?;
 
     let name = dest
         .file_name()
         .unwrap_or_default()
         .to_string_lossy()
         .into_owned();
+    let scratch = match &opts.output {
+        // The tree must end up at the destination by a rename: build it beside it.
+        OutputKind::Dir(_) => parent.clone(),
+        OutputKind::Tar(_) => scratch_dir(&parent, debs.iter().map(|d| d.installed_size).sum()),
+    };
+    tracing::debug!(scratch = %scratch.display(), "tree location");
     let work = tempfile::Builder::new()
         .prefix(&format!(".{name}.tmp-"))
-        .tempdir_in(&parent)
-        .map_err(io_err(&parent))?;
+        .tempdir_in(&scratch)
+        .map_err(io_err(&scratch))?;
     // The tree's root directory is the image's `/`: root-owned, 0755.
     install::set_mode(work.path(), 0o755)?;
     compose(
@@ -138,7 +143,6 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, RootfsError> {
         recipe,
         &planned,
         &debs,
-        &cache_dir,
         &archive,
         source_date_epoch,
     )?;
@@ -196,18 +200,11 @@ fn compose(
     recipe: &Recipe,
     planned: &[PlannedPackage],
     debs: &[install::DebInfo],
-    cache_dir: &Path,
     archive: &str,
     source_date_epoch: i64,
 ) -> Result<(), RootfsError> {
     tracing::info!(root = %root.display(), "installing");
-    install::install(
-        root,
-        debs,
-        &recipe.rootfs.architecture,
-        cache_dir,
-        source_date_epoch,
-    )?;
+    install::install(root, debs, &recipe.rootfs.architecture, source_date_epoch)?;
     write_apt_sources(root, recipe, archive)?;
     tracing::info!("applying the recipe");
     customize::apply(root, recipe, source_date_epoch)?;
@@ -331,25 +328,30 @@ pub fn lock(opts: &LockOptions) -> Result<LockReport, RootfsError> {
     })
 }
 
+/// Where a tree that only feeds a tar is built: `$VMIMAGE_SCRATCH` when set; else
+/// `/dev/shm` when that memory file system has room for twice the packages' installed
+/// size (a scratch tree there costs no disk writes and none of a disk file system's inode
+/// allocation, which dominates unpacking ten thousand small files); else `fallback`.
+fn scratch_dir(fallback: &Path, installed: u64) -> PathBuf {
+    if let Some(dir) = std::env::var_os("VMIMAGE_SCRATCH").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    let shm = Path::new("/dev/shm");
+    let room = rustix::fs::statvfs(shm)
+        .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
+        .unwrap_or(0);
+    if shm.is_dir() && installed > 0 && room >= installed.saturating_mul(2) + (256 << 20) {
+        shm.to_path_buf()
+    } else {
+        fallback.to_path_buf()
+    }
+}
+
 fn parent_dir(p: &Path) -> PathBuf {
     match p.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     }
-}
-
-fn common_parent(paths: &[PathBuf]) -> Result<PathBuf, RootfsError> {
-    let first = paths
-        .first()
-        .and_then(|p| p.parent())
-        .ok_or_else(|| RootfsError::Install("no packages to install".into()))?;
-    if paths.iter().any(|p| p.parent() != Some(first)) {
-        return Err(RootfsError::Install(format!(
-            "downloaded packages are not all in one cache directory ({})",
-            first.display()
-        )));
-    }
-    Ok(first.to_path_buf())
 }
 
 /// Moves the finished tree `new` to `dest`, replacing a previous tree there.

@@ -1,19 +1,15 @@
-//! Installs a package set into an empty directory the way mmdebstrap does, with the tree's
-//! own dpkg doing the real work.
+//! Installs a package set into an empty directory: vmimage unpacks, the tree's own dpkg
+//! configures.
 //!
 //! 1. Read every `.deb`'s control file and order the set so dependencies come first
 //!    (`Pre-Depends` before `Depends`; cycles are broken deterministically, by name).
-//! 2. Hand-extract the data of the essential set (the `Essential: yes` packages and what
-//!    they depend on) so the tree has a shell, coreutils and dpkg; write an empty dpkg
-//!    database (`status`, `available`, `arch`, `info/`, `updates/`, `triggers/`,
-//!    `alternatives/`).
+//! 2. Make merged `/usr` and an empty dpkg database, then unpack every package at once
+//!    ([`crate::unpack`]: parallel, and written as `dpkg --unpack` leaves a package).
 //! 3. In a private mount namespace (`unshare --mount`, so every mount vanishes with the
-//!    process, even on error) mount `/proc`, `/sys`, `/dev` and the `.deb` cache read-only,
-//!    then `chroot` and run `dpkg --install --force-depends` on the essential set, then on the
-//!    rest, then `dpkg --configure --pending`. dpkg thereby writes its own database (status,
-//!    `.list`, `.md5sums`, conffiles, scripts) and runs every maintainer script exactly as it
-//!    would on a real system. `/usr/sbin/policy-rc.d` (exit 101) keeps services from starting
-//!    and is removed afterwards.
+//!    process, even on error) mount `/proc`, `/sys` and `/dev`, `chroot`, run each
+//!    `preinst install`, then `dpkg --configure --pending`: dpkg runs every `postinst` and
+//!    trigger and writes its final database. `/usr/sbin/policy-rc.d` (exit 101) keeps
+//!    services from starting and is removed afterwards.
 //!
 //! Limits: root only (chroot and mounts); the tree's architecture must run on the host.
 
@@ -26,8 +22,6 @@ use vmimage_apt::{DebFile, parse_relations};
 use crate::error::{RootfsError, io_err};
 use crate::plan::PlannedPackage;
 
-/// Where the `.deb` cache is mounted inside the tree while dpkg runs.
-pub const DEB_MOUNT: &str = "/var/cache/vmimage-debs";
 /// `PATH` inside the chroot.
 pub const CHROOT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -49,6 +43,8 @@ pub struct DebInfo {
     /// The `ar` member time of the `.deb` (dpkg-deb sets it from the package's changelog
     /// date when built reproducibly).
     pub mtime: i64,
+    /// `Installed-Size`, in bytes (0 when not given).
+    pub installed_size: u64,
 }
 
 /// Reads the control information of each planned package's `.deb`.
@@ -89,6 +85,10 @@ pub fn read_debs(
                 depends: field("Depends")?,
                 provides: field("Provides")?.into_iter().flatten().collect(),
                 mtime: deb.mtime(),
+                installed_size: control
+                    .get("Installed-Size")
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map_or(0, |kib| kib * 1024),
                 path: path.clone(),
                 name,
             })
@@ -180,60 +180,117 @@ pub fn essential_set(debs: &[DebInfo]) -> BTreeSet<usize> {
     set
 }
 
-/// Installs `debs` (whose files live in `cache_dir`) into the empty directory `root`.
+/// Installs `debs` into the empty directory `root`: unpacks every package in parallel
+/// (see [`crate::unpack`]), runs each `preinst install` in install order, then has the
+/// tree's dpkg configure everything (`dpkg --configure --pending`), which runs the
+/// `postinst` scripts and triggers and writes the final database.
+///
+/// dpkg would run a `preinst` before its package's files exist and configure the essential
+/// set before unpacking the rest; here every file exists before the first script runs,
+/// which is what a fresh bootstrap needs (mmdebstrap and debootstrap also unpack the
+/// essential set before any script runs). `dpkg --audit` checks the result.
 pub fn install(
     root: &Path,
     debs: &[DebInfo],
     architecture: &str,
-    cache_dir: &Path,
     source_date_epoch: i64,
 ) -> Result<(), RootfsError> {
-    if !debs.iter().any(|d| d.name == "dpkg") {
+    let Some(dpkg) = debs.iter().find(|d| d.name == "dpkg") else {
         return Err(RootfsError::Install(
             "the package set has no dpkg, so maintainer scripts cannot run: use variant minbase or essential".into(),
         ));
-    }
+    };
+    let dpkg_version = DebFile::open(&dpkg.path)?
+        .control()?
+        .control
+        .get("Version")
+        .unwrap_or_default()
+        .to_string();
     let order = install_order(debs);
-    let essential = essential_set(debs);
     prepare_dpkg_dirs(root, architecture)?;
-    for &i in order.iter().filter(|i| essential.contains(i)) {
-        tracing::debug!(package = %debs[i].name, "extracting");
-        extract(&debs[i], root)?;
-    }
+    merge_usr(root)?;
+    let started = std::time::Instant::now();
+    let unpacked = crate::unpack::unpack_all(root, debs, &order)?;
+    crate::unpack::write_database(root, &unpacked)?;
+    tracing::info!(packages = unpacked.len(), elapsed = ?started.elapsed(), "unpacked");
+
     let policy = root.join("usr/sbin/policy-rc.d");
     write_file(
         &policy,
         b"#!/bin/sh\n# vmimage: no service starts during the build\nexit 101\n",
         0o755,
     )?;
-
-    let deb_arg = |i: &usize| -> String {
-        let file = debs[*i]
-            .path
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy();
-        format!("{DEB_MOUNT}/{file}")
-    };
-    let dpkg = ["dpkg", "--force-depends", "--force-unsafe-io", "--install"];
-    let mut first: Vec<String> = dpkg.iter().map(|s| s.to_string()).collect();
-    first.extend(order.iter().filter(|i| essential.contains(i)).map(deb_arg));
-    let mut rest: Vec<String> = dpkg.iter().map(|s| s.to_string()).collect();
-    rest.extend(order.iter().filter(|i| !essential.contains(i)).map(deb_arg));
-    let mut commands = vec![first];
-    if rest.len() > dpkg.len() {
-        commands.push(rest);
+    // Each preinst runs as dpkg runs it: from the package's control files in
+    // /var/lib/dpkg/tmp.ci (debconf reads templates and the owner's name from there).
+    let mut commands: Vec<Vec<String>> = Vec::new();
+    for u in &unpacked {
+        if !u.control.members.contains_key("preinst") {
+            continue;
+        }
+        let c = &u.control.control;
+        let name = c.get("Package").unwrap_or_default();
+        let arch = c.get("Architecture").unwrap_or(architecture);
+        let db = crate::unpack::db_name(&u.control);
+        // Staged on the host, moved into place just before the script runs.
+        let stage = format!("var/lib/dpkg/tmp.ci.{db}");
+        let mut control = c.raw().trim_end().to_string();
+        control.push('\n');
+        write_file(
+            &root.join(&stage).join("control"),
+            control.as_bytes(),
+            0o644,
+        )?;
+        for m in u.control.members.values() {
+            let mode = if m.mode & 0o111 != 0 { 0o755 } else { 0o644 };
+            write_file(&root.join(&stage).join(&m.name), &m.data, mode)?;
+        }
+        let script = format!(
+            "set -e\nCI=/var/lib/dpkg/tmp.ci\nrm -rf $CI\nmv {} $CI\n\
+             DPKG_MAINTSCRIPT_PACKAGE={name} DPKG_MAINTSCRIPT_PACKAGE_REFCOUNT=1 \
+             DPKG_MAINTSCRIPT_ARCH={arch} DPKG_MAINTSCRIPT_NAME=preinst \
+             DPKG_RUNNING_VERSION={dpkg_version} DPKG_ADMINDIR=/var/lib/dpkg DPKG_ROOT= \
+             $CI/preinst install\nrm -rf $CI\n",
+            sh_quote(&format!("/{stage}"))
+        );
+        commands.push(vec!["/bin/sh".into(), "-c".into(), script]);
+    }
+    // The essential set is configured first, as a bootstrap does: the rest's scripts may
+    // read its configuration (passwd's postinst reads login's /etc/login.defs).
+    let essential = essential_set(debs);
+    let mut first: Vec<String> = [
+        "dpkg",
+        "--force-depends",
+        "--force-unsafe-io",
+        "--configure",
+    ]
+    .map(String::from)
+    .to_vec();
+    first.extend(
+        unpacked
+            .iter()
+            .filter(|u| essential.contains(&u.index))
+            .map(|u| crate::unpack::db_name(&u.control)),
+    );
+    if first.len() > 4 {
+        commands.push(first);
     }
     commands.push(
-        ["dpkg", "--force-unsafe-io", "--configure", "--pending"]
-            .map(String::from)
-            .to_vec(),
+        [
+            "dpkg",
+            "--force-depends",
+            "--force-unsafe-io",
+            "--configure",
+            "--pending",
+        ]
+        .map(String::from)
+        .to_vec(),
     );
-    let chroot = Chroot::new(root, source_date_epoch).with_debs(cache_dir);
-    let result = chroot.run("installing packages with dpkg", &commands);
+    let chroot = Chroot::new(root, source_date_epoch);
+    let started = std::time::Instant::now();
+    let result = chroot.run("configuring packages with dpkg", &commands);
+    tracing::info!(elapsed = ?started.elapsed(), "configured");
     // policy-rc.d is ours, not a package's: it must not ship.
     let _ = std::fs::remove_file(&policy);
-    let _ = std::fs::remove_dir(root.join(DEB_MOUNT.trim_start_matches('/')));
     result?;
     let audit = Chroot::new(root, source_date_epoch).output(
         "checking the dpkg database",
@@ -243,6 +300,19 @@ pub fn install(
         return Err(RootfsError::Install(format!(
             "dpkg --audit reports problems:\n{audit}"
         )));
+    }
+    Ok(())
+}
+
+/// Merged `/usr` (Debian since bookworm, Ubuntu since 21.04): `/bin`, `/sbin`, `/lib` and
+/// `/lib64` are symlinks into `/usr`, made before anything is unpacked, as debootstrap and
+/// mmdebstrap do, so packages' files land once, in `/usr`.
+fn merge_usr(root: &Path) -> Result<(), RootfsError> {
+    for d in ["bin", "sbin", "lib", "lib64"] {
+        let target = root.join("usr").join(d);
+        std::fs::create_dir_all(&target).map_err(io_err(&target))?;
+        let link = root.join(d);
+        std::os::unix::fs::symlink(format!("usr/{d}"), &link).map_err(io_err(&link))?;
     }
     Ok(())
 }
@@ -274,21 +344,6 @@ fn prepare_dpkg_dirs(root: &Path, architecture: &str) -> Result<(), RootfsError>
     Ok(())
 }
 
-/// Unpacks a package's data tar into `root`, keeping modes, owners, xattrs, hard links and
-/// symlinks.
-fn extract(deb: &DebInfo, root: &Path) -> Result<(), RootfsError> {
-    let file = DebFile::open(&deb.path)?;
-    let mut archive = file.data()?;
-    archive.set_preserve_permissions(true);
-    archive.set_preserve_ownerships(true);
-    archive.set_preserve_mtime(true);
-    archive.set_unpack_xattrs(true);
-    archive.set_overwrite(true);
-    archive
-        .unpack(root)
-        .map_err(|e| RootfsError::Install(format!("extracting {}: {e}", deb.name)))
-}
-
 pub(crate) fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<(), RootfsError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
@@ -306,7 +361,6 @@ pub(crate) fn set_mode(path: &Path, mode: u32) -> Result<(), RootfsError> {
 /// mount namespace that dies with the command.
 pub struct Chroot<'a> {
     root: &'a Path,
-    debs: Option<&'a Path>,
     env: Vec<(String, String)>,
 }
 
@@ -323,15 +377,8 @@ impl<'a> Chroot<'a> {
         ];
         Chroot {
             root,
-            debs: None,
             env: env.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
         }
-    }
-
-    /// Also mounts `dir` read-only at [`DEB_MOUNT`].
-    pub fn with_debs(mut self, dir: &'a Path) -> Chroot<'a> {
-        self.debs = Some(dir);
-        self
     }
 
     fn script(&self, commands: &[Vec<String>]) -> String {
@@ -341,11 +388,6 @@ impl<'a> Chroot<'a> {
              mount --rbind /sys \"$R/sys\"\n\
              mount --rbind /dev \"$R/dev\"\n",
         );
-        if self.debs.is_some() {
-            s.push_str(&format!(
-                "mkdir -p \"$R{DEB_MOUNT}\"\nmount --bind \"$2\" \"$R{DEB_MOUNT}\"\nmount -o remount,bind,ro \"$R{DEB_MOUNT}\"\n"
-            ));
-        }
         let env: Vec<String> = self
             .env
             .iter()
@@ -368,9 +410,6 @@ impl<'a> Chroot<'a> {
             .arg(self.script(commands))
             .arg("vmimage-chroot")
             .arg(self.root);
-        if let Some(d) = self.debs {
-            cmd.arg(d);
-        }
         cmd.env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
         cmd
     }
@@ -451,6 +490,7 @@ mod tests {
             provides: provides.iter().map(|s| s.to_string()).collect(),
             path: PathBuf::new(),
             mtime: 0,
+            installed_size: 0,
         }
     }
 

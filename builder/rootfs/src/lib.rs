@@ -32,6 +32,7 @@ pub mod normalize;
 pub mod plan;
 pub mod sbom;
 pub mod tarball;
+pub mod unpack;
 
 pub use build::{BuildOptions, BuildReport, LockOptions, LockReport, OutputKind, build, lock};
 pub use error::RootfsError;
