@@ -44,7 +44,8 @@ fn fixture(seed: u64) -> Fixture {
     let banner = b"Linux version 6.1.0-vmimage-test (ci@build) #1 SMP\0";
     kernel[4096..4096 + banner.len()].copy_from_slice(banner);
     fs::write(d.join("vmlinux"), kernel).unwrap();
-    // A real ext4 image with incompressible content and zero-filled space.
+    // A real ext4 image with incompressible content and zero-filled space, large enough
+    // to travel as three parts (64 + 64 + 32 MiB).
     let tree = d.join("tree");
     fs::create_dir_all(tree.join("etc")).unwrap();
     fs::write(tree.join("etc/hostname"), format!("image-{seed}\n")).unwrap();
@@ -55,7 +56,7 @@ fn fixture(seed: u64) -> Fixture {
         .args(["-q", "-F", "-d"])
         .arg(&tree)
         .arg(&rootfs)
-        .arg("32M")
+        .arg("160M")
         .output()
         .unwrap();
     assert!(
@@ -230,16 +231,30 @@ fn test_pack_push_pull_round_trip_is_byte_identical_and_sparse() {
         [
             "vmlinux",
             "rootfs.ext4",
+            "rootfs.ext4",
+            "rootfs.ext4",
             "snapshot/memory",
             "snapshot/vmstate"
         ]
     );
-    let rootfs_layer = &i["layers"][1];
+    // The rootfs travels as parts, each its own blob, that tile the file.
+    let parts: Vec<(u64, u64)> = i["layers"].as_array().unwrap()[1..4]
+        .iter()
+        .map(|l| {
+            assert_eq!(
+                l["media_type"],
+                "application/vnd.vmimage.rootfs.ext4.v1+zstd"
+            );
+            (
+                l["part_offset"].as_u64().unwrap(),
+                l["uncompressed_size"].as_u64().unwrap(),
+            )
+        })
+        .collect();
     assert_eq!(
-        rootfs_layer["media_type"],
-        "application/vnd.vmimage.rootfs.ext4.v1+zstd"
+        parts,
+        [(0, 64 << 20), (64 << 20, 64 << 20), (128 << 20, 32 << 20)]
     );
-    assert_eq!(rootfs_layer["uncompressed_size"], 32u64 << 20);
     let refs = i["referrers"].as_array().unwrap();
     assert_eq!(refs.len(), 1, "{i}");
     assert_eq!(refs[0]["artifactType"], "application/spdx+json");
@@ -258,6 +273,14 @@ fn test_pack_push_pull_round_trip_is_byte_identical_and_sparse() {
     let out = fx.dir.path().join("pulled");
     let p = vm_ok(&["pull", &dest, "--out", out.to_str().unwrap(), PLAIN], &[]);
     assert_eq!(p["digest"], digest.as_str());
+    let rootfs_file = p["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "rootfs.ext4")
+        .expect("rootfs.ext4 pulled");
+    assert_eq!(rootfs_file["parts"], 3, "{p}");
+    assert_eq!(rootfs_file["size"], 160u64 << 20);
     assert_same_files(&fx, &out);
     let meta = fs::metadata(out.join("rootfs.ext4")).unwrap();
     assert!(
@@ -319,7 +342,11 @@ fn test_skopeo_reads_what_vmimage_pushed_and_vmimage_pulls_skopeo_copies() {
     ]);
     let m: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
     assert_eq!(m["artifactType"], "application/vnd.vmimage.image.v1+json");
-    assert_eq!(m["layers"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        m["layers"].as_array().unwrap().len(),
+        6,
+        "vmlinux, 3 rootfs parts, 2 snapshot files"
+    );
     // skopeo 1.9's non-raw inspect refuses artifacts ("unsupported
     // image-specific operation on artifact"), so check the raw bytes' digest.
     let raw_digest: String = Sha256::digest(&raw.stdout)

@@ -56,6 +56,11 @@ pub const ANN_REF_NAME: &str = "org.opencontainers.image.ref.name";
 pub const ANN_UNCOMPRESSED_SIZE: &str = "vnd.vmimage.uncompressed.size";
 /// Annotation on a compressed layer: sha256 digest of the uncompressed file.
 pub const ANN_UNCOMPRESSED_DIGEST: &str = "vnd.vmimage.uncompressed.digest";
+/// Annotation on a part layer: where its bytes start in the file its title names (the
+/// uncompressed size and digest annotations then describe the part).
+pub const ANN_PART_OFFSET: &str = "vnd.vmimage.part.offset";
+/// Annotation on a part layer: size of the whole file the parts make up.
+pub const ANN_FILE_SIZE: &str = "vnd.vmimage.file.size";
 
 /// The config blob: what a VMM needs to boot the image, and where it came from.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,19 +10,21 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::{ImageManifestBuilder, MediaType};
+use rayon::prelude::*;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
 use crate::error::TransferError;
 use crate::format::{
-    ANN_CREATED, ANN_REVISION, ANN_SOURCE, ANN_TITLE, ANN_UNCOMPRESSED_DIGEST,
-    ANN_UNCOMPRESSED_SIZE, ANN_VERSION, ARTIFACT_TYPE, CONFIG_MEDIA_TYPE, EMPTY_JSON, ImageConfig,
-    KERNEL_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, ROOTFS_MEDIA_TYPE, SBOM_ARTIFACT_TYPE,
-    SNAPSHOT_MEDIA_TYPE, canonical_json, descriptor, referrer_manifest, rfc3339,
+    ANN_CREATED, ANN_FILE_SIZE, ANN_PART_OFFSET, ANN_REVISION, ANN_SOURCE, ANN_TITLE,
+    ANN_UNCOMPRESSED_DIGEST, ANN_UNCOMPRESSED_SIZE, ANN_VERSION, ARTIFACT_TYPE, CONFIG_MEDIA_TYPE,
+    EMPTY_JSON, ImageConfig, KERNEL_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, ROOTFS_MEDIA_TYPE,
+    SBOM_ARTIFACT_TYPE, SNAPSHOT_MEDIA_TYPE, canonical_json, descriptor, referrer_manifest,
+    rfc3339,
 };
 use crate::layout::Layout;
 use crate::reference::ImageRef;
@@ -37,6 +39,11 @@ pub const DEFAULT_VCPUS: u32 = 1;
 pub const DEFAULT_MEMORY_MIB: u64 = 512;
 /// zstd level for the rootfs and snapshots.
 pub const ZSTD_LEVEL: i32 = 3;
+/// The rootfs travels as parts of this many (uncompressed) bytes, one layer each: parts
+/// compress, upload, download and decompress in parallel (one blob keeps one registry
+/// connection and one core busy), and a part whose bytes did not change between two
+/// builds is a blob the registry already has.
+pub const ROOTFS_PART_SIZE: u64 = 64 << 20;
 
 /// Packing failed.
 #[derive(Debug, thiserror::Error)]
@@ -128,12 +135,27 @@ struct Ingested {
 
 /// Copies (or compresses) `src` into `layout` as a blob.
 fn ingest(layout: &Layout, src: &Path, compress: bool) -> Result<Ingested, PackError> {
+    ingest_range(layout, src, compress, 0, u64::MAX, 0)
+}
+
+/// Copies (or compresses, with `threads` zstd workers; 0: none) `len` bytes of `src`
+/// from `offset` into `layout` as a blob.
+fn ingest_range(
+    layout: &Layout,
+    src: &Path,
+    compress: bool,
+    offset: u64,
+    len: u64,
+    threads: u32,
+) -> Result<Ingested, PackError> {
     let input_err = |e: std::io::Error| PackError::Input {
         path: src.to_path_buf(),
         reason: e.to_string(),
     };
     let tmp = layout.temp_file().map_err(TransferError::from)?;
-    let mut input = fs::File::open(src).map_err(input_err)?;
+    let mut file = fs::File::open(src).map_err(input_err)?;
+    file.seek(SeekFrom::Start(offset)).map_err(input_err)?;
+    let mut input = file.take(len);
     let mut raw_hasher = Sha256::new();
     let mut raw_size = 0u64;
     let file = tmp.as_file().try_clone().map_err(|e| {
@@ -156,8 +178,9 @@ fn ingest(layout: &Layout, src: &Path, compress: bool) -> Result<Ingested, PackE
     let mut buf = vec![0u8; 1 << 20];
     let mut out = if compress {
         let mut enc = zstd::stream::write::Encoder::new(out, ZSTD_LEVEL).map_err(out_err)?;
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
-        enc.multithread(threads.max(1)).map_err(out_err)?;
+        if threads > 0 {
+            enc.multithread(threads).map_err(out_err)?;
+        }
         loop {
             let n = input.read(&mut buf).map_err(input_err)?;
             if n == 0 {
@@ -382,13 +405,28 @@ pub fn pack_into_layout(
         kernel.size,
         title("vmlinux"),
     )];
-    let rootfs = ingest(layout, &req.rootfs, true)?;
-    layers.push(descriptor(
-        ROOTFS_MEDIA_TYPE,
-        &rootfs.digest,
-        rootfs.size,
-        compressed("rootfs.ext4", &rootfs),
-    ));
+    // Parts compress on all cores, one part per core at a time; the result is the same
+    // bytes whatever the core count.
+    let parts: Vec<(u64, u64)> = (0..rootfs_size.div_ceil(ROOTFS_PART_SIZE).max(1))
+        .map(|k| {
+            let off = k * ROOTFS_PART_SIZE;
+            (
+                off,
+                ROOTFS_PART_SIZE.min(rootfs_size - off.min(rootfs_size)),
+            )
+        })
+        .collect();
+    let ingested: Vec<Result<Ingested, PackError>> = parts
+        .par_iter()
+        .map(|&(off, len)| ingest_range(layout, &req.rootfs, true, off, len, 0))
+        .collect();
+    for (&(off, _), part) in parts.iter().zip(ingested) {
+        let part = part?;
+        let mut ann = compressed("rootfs.ext4", &part);
+        ann.insert(ANN_PART_OFFSET.to_string(), off.to_string());
+        ann.insert(ANN_FILE_SIZE.to_string(), rootfs_size.to_string());
+        layers.push(descriptor(ROOTFS_MEDIA_TYPE, &part.digest, part.size, ann));
+    }
     if let Some(dir) = &req.snapshot {
         let mut names: Vec<(String, PathBuf)> = fs::read_dir(dir)
             .map_err(|e| PackError::Input {
@@ -407,7 +445,8 @@ pub fn pack_into_layout(
             });
         }
         for (name, path) in names {
-            let i = ingest(layout, &path, true)?;
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+            let i = ingest_range(layout, &path, true, 0, u64::MAX, threads)?;
             layers.push(descriptor(
                 SNAPSHOT_MEDIA_TYPE,
                 &i.digest,

@@ -10,8 +10,9 @@
 //! directory next to `--out` that is renamed into place only when every file
 //! matched both its compressed and uncompressed digests.
 
+use std::collections::BTreeMap;
 use std::fs;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -21,8 +22,8 @@ use sha2::{Digest as _, Sha256};
 
 use crate::error::TransferError;
 use crate::format::{
-    ANN_TITLE, ANN_UNCOMPRESSED_DIGEST, ANN_UNCOMPRESSED_SIZE, ARTIFACT_TYPE, CONFIG_MEDIA_TYPE,
-    DescriptorView, ImageConfig, ManifestView,
+    ANN_FILE_SIZE, ANN_PART_OFFSET, ANN_TITLE, ANN_UNCOMPRESSED_DIGEST, ANN_UNCOMPRESSED_SIZE,
+    ARTIFACT_TYPE, CONFIG_MEDIA_TYPE, DescriptorView, ImageConfig, ManifestView,
 };
 use crate::reference::{ImageRef, Target};
 use crate::registry::RegistryOptions;
@@ -54,8 +55,12 @@ pub struct PulledFile {
     pub path: String,
     /// Size in bytes.
     pub size: u64,
-    /// sha256 of the file.
-    pub digest: String,
+    /// sha256 of the file (of a file made of parts: none; each part was checked against
+    /// its own digest).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// Number of part layers the file was assembled from (1 for a whole-file layer).
+    pub parts: usize,
 }
 
 /// What [`pull`] did.
@@ -82,6 +87,9 @@ pub struct LayerInfo {
     pub size: u64,
     /// Uncompressed size, for compressed layers.
     pub uncompressed_size: Option<u64>,
+    /// Where a part layer's bytes start in its file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub part_offset: Option<u64>,
 }
 
 /// What [`inspect`] shows.
@@ -406,22 +414,76 @@ pub async fn pull(
         files.push(PulledFile {
             path: "vmimage.json".into(),
             size: data.len() as u64,
-            digest: cfg.digest.clone(),
+            digest: Some(cfg.digest.clone()),
+            parts: 1,
         });
     }
 
+    // Whole-file layers and parts: parts of one file are checked to cover it exactly,
+    // the file is made at its full (sparse) size, and every part writes its own range.
     let staging_path = staging.path().to_path_buf();
+    let mut units: Vec<(DescriptorView, Option<u64>)> = Vec::new();
+    let mut parted: BTreeMap<PathBuf, (u64, Vec<(u64, u64)>)> = BTreeMap::new();
+    for layer in &view.layers {
+        let rel = title_path(layer)?;
+        match part_of(layer)? {
+            None => units.push((layer.clone(), None)),
+            Some((offset, len, file_size)) => {
+                let e = parted.entry(rel).or_insert((file_size, Vec::new()));
+                if e.0 != file_size {
+                    return Err(bad_parts(layer, "parts disagree on the file size"));
+                }
+                e.1.push((offset, len));
+                units.push((layer.clone(), Some(offset)));
+            }
+        }
+    }
+    for (rel, (file_size, ranges)) in &mut parted {
+        check_coverage(ranges, *file_size).map_err(|reason| TransferError::Format {
+            reference: rel.display().to_string(),
+            reason,
+        })?;
+        let dest = staging_path.join(rel);
+        if let Some(d) = dest.parent() {
+            fs::create_dir_all(d).map_err(io(d))?;
+        }
+        let f = fs::File::create(&dest).map_err(io(&dest))?;
+        f.set_len(*file_size).map_err(io(&dest))?;
+    }
     let concurrency = store.concurrency().max(1);
     let store_ref = &store;
-    let layer_files: Vec<PulledFile> = futures_util::stream::iter(view.layers.iter().cloned())
-        .map(|layer| {
+    let pulled: Vec<PulledFile> = futures_util::stream::iter(units)
+        .map(|(layer, part)| {
             let staging = staging_path.clone();
-            async move { pull_layer(store_ref, &layer, &staging).await }
+            async move { pull_layer(store_ref, &layer, &staging, part).await }
         })
-        .buffered(concurrency)
+        .buffer_unordered(concurrency)
         .try_collect()
         .await?;
-    files.extend(layer_files);
+    // One entry per file, in layer order.
+    for layer in &view.layers {
+        let rel = title_path(layer)?.to_string_lossy().into_owned();
+        if files.iter().any(|f| f.path == rel) {
+            continue;
+        }
+        if let Some((size, ranges)) = parted.get(Path::new(&rel)) {
+            files.push(PulledFile {
+                path: rel,
+                size: *size,
+                digest: None,
+                parts: ranges.len(),
+            });
+        } else if let Some(f) = pulled.iter().find(|f| f.path == rel) {
+            files.push(f.clone());
+        }
+    }
+    // Durable before the directory takes its name.
+    for f in &files {
+        let p = staging_path.join(&f.path);
+        fs::File::open(&p)
+            .and_then(|f| f.sync_all())
+            .map_err(io(&p))?;
+    }
 
     let staged = staging.keep();
     if let Err(source) = fs::rename(&staged, out) {
@@ -458,10 +520,58 @@ fn title_path(layer: &DescriptorView) -> Result<PathBuf, TransferError> {
     Ok(p)
 }
 
+/// A part layer's `(offset, length, whole file size)`; `None` for a whole-file layer.
+fn part_of(layer: &DescriptorView) -> Result<Option<(u64, u64, u64)>, TransferError> {
+    let Some(off) = layer.annotations.get(ANN_PART_OFFSET) else {
+        return Ok(None);
+    };
+    let num = |key: &str| -> Result<u64, TransferError> {
+        layer
+            .annotations
+            .get(key)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| bad_parts(layer, &format!("part without a numeric `{key}`")))
+    };
+    let off: u64 = off
+        .parse()
+        .map_err(|_| bad_parts(layer, "part offset is not a number"))?;
+    Ok(Some((
+        off,
+        num(ANN_UNCOMPRESSED_SIZE)?,
+        num(ANN_FILE_SIZE)?,
+    )))
+}
+
+/// Sorts `ranges` (offset, length) and checks that they tile `0..file_size` exactly.
+fn check_coverage(ranges: &mut [(u64, u64)], file_size: u64) -> Result<(), String> {
+    ranges.sort_unstable();
+    let mut at = 0u64;
+    for &(off, len) in ranges.iter() {
+        if off != at {
+            return Err(format!(
+                "parts leave a gap or overlap at byte {at} (next part at {off})"
+            ));
+        }
+        at = off.checked_add(len).ok_or("part range overflows")?;
+    }
+    if at != file_size {
+        return Err(format!("parts cover {at} bytes of a {file_size}-byte file"));
+    }
+    Ok(())
+}
+
+fn bad_parts(layer: &DescriptorView, reason: &str) -> TransferError {
+    TransferError::Format {
+        reference: layer.digest.clone(),
+        reason: reason.to_string(),
+    }
+}
+
 async fn pull_layer(
     store: &Store,
     layer: &DescriptorView,
     staging: &Path,
+    part: Option<u64>,
 ) -> Result<PulledFile, TransferError> {
     let rel = title_path(layer)?;
     let dest = staging.join(&rel);
@@ -508,6 +618,7 @@ async fn pull_layer(
         write_sparse(
             &blob_path2,
             &dest2,
+            part,
             compressed,
             verify_blob.then_some(&*digest2),
         )
@@ -535,20 +646,23 @@ async fn pull_layer(
     Ok(PulledFile {
         path: rel.to_string_lossy().into_owned(),
         size,
-        digest,
+        digest: Some(digest),
+        parts: 1,
     })
 }
 
-/// Copies (or zstd-decompresses) `src` to `dest`, seeking over 4 KiB blocks
-/// of zeros so the file is sparse; returns size and sha256 of the output.
-/// With `blob_digest`, also checks the input against it (layout blobs are
-/// read without a separate pass).
+/// Copies (or zstd-decompresses) `src` to `dest` (from byte `part` of an existing file
+/// of full size, or as a new file), leaving 4 KiB blocks of zeros unwritten so the file
+/// is sparse; returns size and sha256 of the bytes. With `blob_digest`, also checks the
+/// input against it (layout blobs are read without a separate pass).
 fn write_sparse(
     src: &Path,
     dest: &Path,
+    part: Option<u64>,
     decompress: bool,
     blob_digest: Option<&str>,
 ) -> Result<(u64, String), TransferError> {
+    use std::os::unix::fs::FileExt;
     let io = |p: &Path| {
         let p = p.to_path_buf();
         move |source| TransferError::Io { path: p, source }
@@ -558,7 +672,12 @@ fn write_sparse(
         inner: std::io::BufReader::with_capacity(1 << 20, file),
         hasher: Sha256::new(),
     };
-    let mut out = fs::File::create(dest).map_err(io(dest))?;
+    let out = match part {
+        Some(_) => fs::OpenOptions::new().write(true).open(dest),
+        None => fs::File::create(dest),
+    }
+    .map_err(io(dest))?;
+    let base = part.unwrap_or(0);
     let mut hasher = Sha256::new();
     let mut total: u64 = 0;
     {
@@ -567,8 +686,7 @@ fn write_sparse(
         } else {
             Box::new(&mut input)
         };
-        let mut buf = vec![0u8; 1 << 20];
-        let mut pending_seek = false;
+        let mut buf = vec![0u8; 4 << 20];
         loop {
             let n = read_full(&mut reader, &mut buf).map_err(|e| TransferError::Format {
                 reference: src.display().to_string(),
@@ -578,25 +696,31 @@ fn write_sparse(
                 break;
             }
             hasher.update(&buf[..n]);
-            for block in buf[..n].chunks(4096) {
-                if block.iter().all(|&b| b == 0) {
-                    out.seek(SeekFrom::Current(block.len() as i64))
-                        .map_err(io(dest))?;
-                    pending_seek = true;
-                } else {
-                    out.write_all(block).map_err(io(dest))?;
-                    pending_seek = false;
+            // One write per run of non-zero blocks.
+            let data = &buf[..n];
+            let mut i = 0;
+            while i < n {
+                let zero = |k: usize| data[k..(k + 4096).min(n)].iter().all(|&b| b == 0);
+                if zero(i) {
+                    i += 4096;
+                    continue;
                 }
+                let start = i;
+                while i < n && !zero(i) {
+                    i += 4096;
+                }
+                let end = i.min(n);
+                out.write_all_at(&data[start..end], base + total + start as u64)
+                    .map_err(io(dest))?;
             }
             total += n as u64;
         }
-        if pending_seek {
+        if part.is_none() {
             out.set_len(total).map_err(io(dest))?;
         }
     }
     // Drain what the decoder did not need, so the blob hash covers it all.
     std::io::copy(&mut input, &mut std::io::sink()).map_err(io(src))?;
-    out.sync_all().map_err(io(dest))?;
     if let Some(expected) = blob_digest {
         let actual = format!("sha256:{}", hex::encode(input.hasher.finalize()));
         if actual != expected {
@@ -664,6 +788,10 @@ pub async fn inspect(src: &ImageRef, opts: &RegistryOptions) -> Result<Inspectio
                 .annotations
                 .get(ANN_UNCOMPRESSED_SIZE)
                 .and_then(|s| s.parse().ok()),
+            part_offset: l
+                .annotations
+                .get(ANN_PART_OFFSET)
+                .and_then(|s| s.parse().ok()),
         })
         .collect();
     let referrers = store.referrers(&digest).await?;
@@ -683,4 +811,49 @@ pub async fn inspect(src: &ImageRef, opts: &RegistryOptions) -> Result<Inspectio
 pub async fn tags(repo: &ImageRef, opts: &RegistryOptions) -> Result<Vec<String>, TransferError> {
     let store = Store::open(repo, opts, false).await?;
     store.tags().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_parts_must_tile_the_file() {
+        let mut ok = vec![(64, 36), (0, 64)];
+        assert_eq!(check_coverage(&mut ok, 100), Ok(()));
+        assert_eq!(ok, vec![(0, 64), (64, 36)], "sorted by offset");
+        let gap = check_coverage(&mut [(0, 60), (64, 36)], 100).unwrap_err();
+        assert!(gap.contains("gap or overlap at byte 60"), "{gap}");
+        let overlap = check_coverage(&mut [(0, 70), (64, 36)], 100).unwrap_err();
+        assert!(overlap.contains("at byte 70"), "{overlap}");
+        let short = check_coverage(&mut [(0, 64)], 100).unwrap_err();
+        assert!(
+            short.contains("cover 64 bytes of a 100-byte file"),
+            "{short}"
+        );
+        assert!(check_coverage(&mut [(0, u64::MAX), (u64::MAX, 2)], 1).is_err());
+    }
+
+    #[test]
+    fn test_part_annotations_are_read_and_checked() {
+        let mut layer = DescriptorView {
+            media_type: "application/vnd.vmimage.rootfs.ext4.v1+zstd".into(),
+            digest: "sha256:00".into(),
+            size: 10,
+            artifact_type: None,
+            annotations: Default::default(),
+        };
+        assert_eq!(part_of(&layer).unwrap(), None, "a whole-file layer");
+        layer
+            .annotations
+            .insert(ANN_PART_OFFSET.into(), "64".into());
+        layer
+            .annotations
+            .insert(ANN_UNCOMPRESSED_SIZE.into(), "36".into());
+        assert!(part_of(&layer).is_err(), "no file size");
+        layer.annotations.insert(ANN_FILE_SIZE.into(), "100".into());
+        assert_eq!(part_of(&layer).unwrap(), Some((64, 36, 100)));
+        layer.annotations.insert(ANN_PART_OFFSET.into(), "x".into());
+        assert!(part_of(&layer).is_err());
+    }
 }
