@@ -5,7 +5,7 @@
 # benefits from blobs the other uploaded.
 #
 # Usage: scripts/bench-transfer.sh        (builds vmimage --release first)
-# Env:   BENCH_DIR (default: a temp dir), VMIMAGE (binary to use).
+# Env:   BENCH_DIR (default: a temp dir), VMIMAGE (binary to use), BENCH_RUNS (default 3).
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -88,8 +88,6 @@ d='$work/layout/blobs/sha256'
 print(sum(os.path.getsize(os.path.join(d,f)) for f in os.listdir(d)))")
 used=$(du -k --apparent-size "$work/rootfs.ext4" | cut -f1)
 
-reg_v=$(start_registry reg-vmimage)
-reg_s=$(start_registry reg-skopeo)
 
 run() { # label cmd... -> seconds
   local a b
@@ -97,15 +95,28 @@ run() { # label cmd... -> seconds
   secs "$a" "$b"
 }
 
-echo "== push (layout -> registry)" >&2
-push_s=$(run skopeo copy --dest-tls-verify=false "oci:$work/layout:bench" "docker://$reg_s/bench/img:1")
-push_v=$(run "$VMIMAGE" push --plain-http "oci:$work/layout:bench" "$reg_v/bench/img:1")
-echo "== re-push unchanged" >&2
-repush_s=$(run skopeo copy --dest-tls-verify=false "oci:$work/layout:bench" "docker://$reg_s/bench/img:1")
-repush_v=$(run "$VMIMAGE" push --plain-http "oci:$work/layout:bench" "$reg_v/bench/img:1")
-echo "== pull (registry -> layout)" >&2
-pull_s=$(run skopeo copy --src-tls-verify=false "docker://$reg_s/bench/img:1" "oci:$work/pulled-skopeo:1")
-pull_v=$(run "$VMIMAGE" push --plain-http "$reg_v/bench/img:1" "oci:$work/pulled-vmimage:1")
+# Each timing is the median of RUNS runs, the tools taking turns. Every run starts two
+# fresh registries: a registry that already holds a blob lets skopeo mount it from
+# another repository (its blob-info cache remembers where it pushed), which is not an
+# upload.
+RUNS="${BENCH_RUNS:-3}"
+median() { python3 -c "import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))" "$@"; }
+ps=(); pv=(); rs=(); rv=(); ls_=(); lv=()
+for i in $(seq 1 "$RUNS"); do
+  echo "== run $i: push (layout -> registry), re-push, pull (registry -> layout)" >&2
+  reg_v=$(start_registry "reg-vmimage-$i")
+  reg_s=$(start_registry "reg-skopeo-$i")
+  ps+=("$(run skopeo copy --dest-tls-verify=false "oci:$work/layout:bench" "docker://$reg_s/bench/img:1")")
+  pv+=("$(run "$VMIMAGE" push --plain-http "oci:$work/layout:bench" "$reg_v/bench/img:1")")
+  rs+=("$(run skopeo copy --dest-tls-verify=false "oci:$work/layout:bench" "docker://$reg_s/bench/img:1")")
+  rv+=("$(run "$VMIMAGE" push --plain-http "oci:$work/layout:bench" "$reg_v/bench/img:1")")
+  rm -rf "$work/pulled-skopeo" "$work/pulled-vmimage"
+  ls_+=("$(run skopeo copy --src-tls-verify=false "docker://$reg_s/bench/img:1" "oci:$work/pulled-skopeo:1")")
+  lv+=("$(run "$VMIMAGE" push --plain-http "$reg_v/bench/img:1" "oci:$work/pulled-vmimage:1")")
+done
+push_s=$(median "${ps[@]}"); push_v=$(median "${pv[@]}")
+repush_s=$(median "${rs[@]}"); repush_v=$(median "${rv[@]}")
+pull_s=$(median "${ls_[@]}"); pull_v=$(median "${lv[@]}")
 echo "== pull --out (registry -> decompressed sparse files, vmimage only)" >&2
 pullout_v=$(run "$VMIMAGE" pull --plain-http "$reg_v/bench/img:1" --out "$work/files")
 cmp "$work/files/rootfs.ext4" "$work/rootfs.ext4"
@@ -118,7 +129,7 @@ rows = [
   ("re-push unchanged", $repush_v, $repush_s),
   ("pull (registry->layout)", $pull_v, $pull_s),
 ]
-print(f"artifact: rootfs.ext4 {$used/1024:.0f} MiB (apparent), blobs {mb:.0f} MB compressed; pack {float('$pack_s'):.2f} s")
+print(f"artifact: rootfs.ext4 {$used/1024:.0f} MiB (apparent), blobs {mb:.0f} MB compressed; pack {float('$pack_s'):.2f} s; median of $RUNS runs")
 print(f"{'operation':28} {'vmimage':>9} {'skopeo':>9} {'vmimage MB/s':>13} {'skopeo MB/s':>12} {'speed-up':>9}")
 for name, v, s in rows:
     tv = mb / v if v > 0 else float('inf'); ts = mb / s if s > 0 else float('inf')

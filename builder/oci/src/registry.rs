@@ -20,7 +20,7 @@
 //!   they expire.
 
 use std::future::Future;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -133,17 +133,98 @@ impl BlobSink for Vec<u8> {
     }
 }
 
-struct FileSink<'a>(std::io::BufWriter<&'a std::fs::File>);
+/// A download into a file. Where the file system takes it, bytes go through a second,
+/// `O_DIRECT` handle in 4 MiB aligned writes: no copy into the page cache and none of the
+/// first-touch cost of fresh cache pages, which is most of a pull's system time (the blob
+/// is verified by its hash as it streams, so nothing needs to read it back). Elsewhere
+/// (tmpfs, no /proc) it is a plain buffered write.
+struct FileSink<'a> {
+    file: &'a std::fs::File,
+    direct: Option<std::fs::File>,
+    /// Staging area: `stage[at..at + len]`, with `at` 4 KiB-aligned in memory.
+    stage: Vec<u8>,
+    at: usize,
+    len: usize,
+    /// File offset of the staged bytes.
+    pos: u64,
+}
+
+const SINK_STAGE: usize = 4 << 20;
+const SINK_ALIGN: usize = 4096;
+
+impl<'a> FileSink<'a> {
+    fn new(file: &'a std::fs::File) -> FileSink<'a> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::OpenOptionsExt;
+        let direct = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(format!("/proc/self/fd/{}", file.as_raw_fd()))
+            .ok();
+        let stage = vec![0u8; SINK_STAGE + SINK_ALIGN];
+        let at = stage.as_ptr().align_offset(SINK_ALIGN);
+        FileSink {
+            file,
+            direct,
+            stage,
+            at,
+            len: 0,
+            pos: 0,
+        }
+    }
+
+    /// Writes the first `n` staged bytes (a multiple of 4 KiB, or all of them at the end).
+    fn write_stage(&mut self, n: usize) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let data = &self.stage[self.at..self.at + n];
+        let res = match &self.direct {
+            Some(d) => d.write_all_at(data, self.pos),
+            None => self.file.write_all_at(data, self.pos),
+        };
+        match res {
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) && self.direct.is_some() => {
+                self.direct = None;
+                self.file.write_all_at(data, self.pos)?;
+            }
+            r => r?,
+        }
+        self.pos += n as u64;
+        self.len = 0;
+        Ok(())
+    }
+
+    /// Writes what is staged; the file ends exactly at the last byte put.
+    fn finish(&mut self) -> std::io::Result<()> {
+        let end = self.pos + self.len as u64;
+        if self.len > 0 {
+            // Direct writes go in whole blocks: pad, then cut the file back.
+            let padded = self.len.next_multiple_of(SINK_ALIGN);
+            self.stage[self.at + self.len..self.at + padded].fill(0);
+            self.write_stage(padded)?;
+        }
+        self.file.set_len(end)?;
+        self.pos = end;
+        Ok(())
+    }
+}
 
 impl BlobSink for FileSink<'_> {
     fn reset(&mut self) -> std::io::Result<()> {
-        self.0.flush()?;
-        self.0.get_ref().set_len(0)?;
-        self.0.seek(SeekFrom::Start(0))?;
-        Ok(())
+        self.len = 0;
+        self.pos = 0;
+        self.file.set_len(0)
     }
-    fn put(&mut self, data: &[u8]) -> std::io::Result<()> {
-        self.0.write_all(data)
+    fn put(&mut self, mut data: &[u8]) -> std::io::Result<()> {
+        while !data.is_empty() {
+            let n = data.len().min(SINK_STAGE - self.len);
+            self.stage[self.at + self.len..self.at + self.len + n].copy_from_slice(&data[..n]);
+            self.len += n;
+            data = &data[n..];
+            if self.len == SINK_STAGE {
+                self.write_stage(SINK_STAGE)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -461,13 +542,13 @@ impl Registry {
         size: u64,
         file: &std::fs::File,
     ) -> Result<(), TransferError> {
-        let mut sink = FileSink(std::io::BufWriter::with_capacity(1 << 20, file));
+        let mut sink = FileSink::new(file);
         sink.reset().map_err(|source| TransferError::Io {
             path: PathBuf::from(format!("<temp file for {digest}>")),
             source,
         })?;
         self.fetch_blob(digest, size, &mut sink).await?;
-        sink.0.flush().map_err(|source| TransferError::Io {
+        sink.finish().map_err(|source| TransferError::Io {
             path: PathBuf::from(format!("<temp file for {digest}>")),
             source,
         })?;
