@@ -695,6 +695,24 @@ fn test_corrupted_blob_is_refused_and_nothing_is_kept() {
 }
 
 #[test]
+fn test_copy_within_a_registry_mounts_blobs_across_repositories() {
+    let reg = TestRegistry::start(RegistryConfig::default());
+    let fx = fixture(21);
+    let (layout, digest) = pack(&fx, "v1");
+    let a = format!("{}/team-a/img:1", reg.host());
+    let b = format!("{}/team-b/img:1", reg.host());
+    vm_ok(&["push", &layout, &a, PLAIN], &[]);
+    // Same registry, other repository: every blob is mounted, none is uploaded.
+    let copied = vm_ok(&["push", &a, &b, PLAIN], &[]);
+    assert_eq!(copied["digest"], digest.as_str());
+    assert_eq!(copied["blobs_copied"], 0, "{copied}");
+    assert!(copied["blobs_mounted"].as_u64().unwrap() >= 6, "{copied}");
+    let out = fx.dir.path().join("from-b");
+    vm_ok(&["pull", &b, "--out", out.to_str().unwrap(), PLAIN], &[]);
+    assert_same_files(&fx, &out);
+}
+
+#[test]
 fn test_release_version_tags_are_immutable_and_channels_move() {
     let reg = TestRegistry::start(RegistryConfig::default());
     let repo = format!("{}/vm/rel", reg.host());
