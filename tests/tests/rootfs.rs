@@ -160,6 +160,9 @@ fn add_test_packages(repo: &AptRepo) {
         &DebSpec::new("hello-app", "3.0-1")
             .field("Pre-Depends", "libgreet (>= 1.0)")
             .field("Depends", "mail-transport-agent, editor-a | editor-b")
+            // Takes a file over from a package unpacked alongside it (dpkg's Replaces).
+            .field("Replaces", "editor-b")
+            .file("/usr/bin/editor-b", "#!/bin/sh\necho from hello-app\n", 0o755)
             .file("/usr/bin/hello-app", "#!/bin/sh\necho hello\n", 0o755)
             .file("/etc/hello-app.conf", "greeting=hello\n", 0o644)
             .file("/usr/share/doc/hello-app/copyright",
@@ -259,6 +262,20 @@ fn test_local_repo_installs_with_real_dpkg_and_maintainer_scripts() {
             .unwrap()
             .contains("/etc/hello-app.conf")
     );
+    // A file two packages ship goes to the later one in install order, which alone lists
+    // it (as dpkg does with Replaces), whatever order the parallel unpack ran in.
+    assert_eq!(
+        std::fs::read_to_string(tree.join("usr/bin/editor-b")).unwrap(),
+        "#!/bin/sh\necho from hello-app\n"
+    );
+    let listed = |pkg: &str| {
+        std::fs::read_to_string(tree.join(format!("var/lib/dpkg/info/{pkg}.list")))
+            .unwrap()
+            .lines()
+            .any(|l| l == "/usr/bin/editor-b")
+    };
+    assert!(listed("hello-app"));
+    assert!(!listed("editor-b"));
     // The preinst ran as dpkg runs it, for a fresh install.
     assert_eq!(
         std::fs::read_to_string(tree.join("var/lib/hello-app/preinst-ran")).unwrap(),
@@ -294,19 +311,9 @@ fn test_local_repo_installs_with_real_dpkg_and_maintainer_scripts() {
     );
     // dpkg's own check of every file against the md5sums (written by vmimage where a
     // package ships none, as dpkg does).
-    let verify = run_ok(Command::new("chroot").arg(&tree).args(["dpkg", "--verify"]));
-    assert!(
-        verify.stdout.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&verify.stdout)
-    );
+    assert_chroot_silent(&tree, &["dpkg", "--verify"]);
     // The tree's own dpkg is happy with its database.
-    let audit = run_ok(Command::new("chroot").arg(&tree).args(["dpkg", "--audit"]));
-    assert!(
-        audit.stdout.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&audit.stdout)
-    );
+    assert_chroot_silent(&tree, &["dpkg", "--audit"]);
     // Recipe settings applied; build scaffolding gone.
     assert_eq!(
         std::fs::read_to_string(tree.join("etc/hostname")).unwrap(),
@@ -523,18 +530,8 @@ fn test_debian_bookworm_minimal_builds_locks_and_rebuilds_identically() {
     );
     // dpkg and apt inside the result are content.
     // Every unpacked file matches its package's md5sums (vmimage unpacks, not dpkg).
-    let verify = run_ok(Command::new("chroot").arg(&tree).args(["dpkg", "--verify"]));
-    assert!(
-        verify.stdout.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&verify.stdout)
-    );
-    let audit = run_ok(Command::new("chroot").arg(&tree).args(["dpkg", "--audit"]));
-    assert!(
-        audit.stdout.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&audit.stdout)
-    );
+    assert_chroot_silent(&tree, &["dpkg", "--verify"]);
+    assert_chroot_silent(&tree, &["dpkg", "--audit"]);
     run_ok(Command::new("chroot").arg(&tree).args(["apt-get", "check"]));
     assert_eq!(
         std::fs::metadata(tree.join("etc/machine-id"))
@@ -610,4 +607,15 @@ fn test_debian_bookworm_minimal_builds_locks_and_rebuilds_identically() {
     );
     assert!(err.contains("vmimage lock --update"), "{err}");
     assert!(!work.path().join("third.tar").exists());
+}
+
+/// Runs `argv` chrooted into `tree`; it must succeed and print nothing (dpkg's checks
+/// print only problems).
+fn assert_chroot_silent(tree: &Path, argv: &[&str]) {
+    let out = run_ok(Command::new("chroot").arg(tree).args(argv));
+    assert!(
+        out.stdout.is_empty(),
+        "{argv:?}: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

@@ -419,6 +419,21 @@ mod tests {
     }
 
     #[test]
+    fn test_ecr_token_is_renewed_fifteen_minutes_before_expiry() {
+        let token = |left: Duration| EcrToken {
+            credentials: Credentials::Basic {
+                username: "AWS".into(),
+                password: Secret::new("p"),
+            },
+            expires_at: SystemTime::now() + left,
+        };
+        assert!(!token(Duration::from_secs(12 * 3600)).needs_refresh());
+        assert!(!token(Duration::from_secs(20 * 60)).needs_refresh());
+        assert!(token(Duration::from_secs(10 * 60)).needs_refresh());
+        assert!(token(Duration::ZERO).needs_refresh());
+    }
+
+    #[test]
     fn test_docker_config_keys_are_normalised() {
         assert_eq!(
             normalize_key("https://reg.example:5000/v1/"),
