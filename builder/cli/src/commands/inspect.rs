@@ -43,8 +43,11 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         }
         for l in &i.layers {
             s.push_str(&format!(
-                "layer:         {} {} {} bytes{}\n",
+                "layer:         {}{} {} {} bytes{}\n",
                 l.title.as_deref().unwrap_or("-"),
+                l.part_offset
+                    .map(|o| format!(" @{o}"))
+                    .unwrap_or_default(),
                 l.digest,
                 l.size,
                 l.uncompressed_size
