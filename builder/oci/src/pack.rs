@@ -1,12 +1,13 @@
-//! Making an artifact from files: kernel, rootfs (zstd, multi-threaded),
-//! optional snapshot files and SBOM, into an OCI layout, or through a
-//! temporary layout straight to a registry.
+//! Making an artifact from files: kernel, rootfs (64 MiB parts, zstd, the
+//! parts compressed in parallel), optional snapshot files and SBOM, into an
+//! OCI layout, or through a temporary layout straight to a registry.
 //!
 //! Packing is deterministic: the manifest digest depends only on the input
 //! files and options. Times come from `SOURCE_DATE_EPOCH` (0 when unset),
 //! annotations are serialized in sorted order, snapshot files are taken in
-//! name order, and zstd runs with at least one worker thread, whose output
-//! does not depend on the number of workers.
+//! name order, rootfs parts are compressed single-threaded each (parallel
+//! across parts), and snapshot files with at least one zstd worker thread,
+//! whose output does not depend on the number of workers.
 
 use std::collections::HashMap;
 use std::fs;

@@ -8,7 +8,9 @@
 //! kept: downloads go to a temporary file that is checked against the digest
 //! before it is renamed, and `pull` builds its output in a temporary
 //! directory next to `--out` that is renamed into place only when every file
-//! matched both its compressed and uncompressed digests.
+//! matched both its compressed and uncompressed digests. A file sent as parts
+//! (the rootfs) is made at full size first; its parts, checked to tile it,
+//! download and decompress concurrently, each into its own range.
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -329,9 +329,11 @@ pub fn lock(opts: &LockOptions) -> Result<LockReport, RootfsError> {
 }
 
 /// Where a tree that only feeds a tar is built: `$VMIMAGE_SCRATCH` when set; else
-/// `/dev/shm` when that memory file system has room for twice the packages' installed
-/// size (a scratch tree there costs no disk writes and none of a disk file system's inode
-/// allocation, which dominates unpacking ten thousand small files); else `fallback`.
+/// `/dev/shm` when that memory file system has room for three times the packages'
+/// installed size plus 1 GiB for what `[[run]]` steps add (a scratch tree there costs no
+/// disk writes and none of a disk file system's inode allocation, which dominates
+/// unpacking ten thousand small files); else `fallback`. A pod's default 64 MiB
+/// `/dev/shm` therefore always falls back to disk.
 fn scratch_dir(fallback: &Path, installed: u64) -> PathBuf {
     if let Some(dir) = std::env::var_os("VMIMAGE_SCRATCH").filter(|d| !d.is_empty()) {
         return PathBuf::from(dir);
@@ -340,11 +342,17 @@ fn scratch_dir(fallback: &Path, installed: u64) -> PathBuf {
     let room = rustix::fs::statvfs(shm)
         .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
         .unwrap_or(0);
-    if shm.is_dir() && installed > 0 && room >= installed.saturating_mul(2) + (256 << 20) {
+    if shm.is_dir() && shm_fits(room, installed) {
         shm.to_path_buf()
     } else {
         fallback.to_path_buf()
     }
+}
+
+/// Whether a tree of `installed` bytes of packages fits a memory file system with `room`
+/// bytes free, with margin for scripts and run steps.
+fn shm_fits(room: u64, installed: u64) -> bool {
+    installed > 0 && room >= installed.saturating_mul(3).saturating_add(1 << 30)
 }
 
 fn parent_dir(p: &Path) -> PathBuf {
@@ -392,4 +400,25 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), RootfsError> 
         source: e.error,
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_scratch_in_memory_only_with_ample_room() {
+        let mib = 1u64 << 20;
+        assert!(
+            shm_fits(24 << 30, 200 * mib),
+            "a minbase tree on a 24 GiB /dev/shm"
+        );
+        assert!(
+            !shm_fits(64 * mib, 200 * mib),
+            "a pod's default 64 MiB /dev/shm"
+        );
+        assert!(!shm_fits(1 << 30, 10 * mib), "no margin left for run steps");
+        assert!(!shm_fits(u64::MAX, 0), "unknown size: stay on disk");
+        assert!(!shm_fits(u64::MAX - 1, u64::MAX / 2));
+    }
 }
