@@ -13,6 +13,8 @@ PACKAGES=(
   mmdebstrap debootstrap
   # apt: local test repositories and signing
   dpkg-dev gnupg apt-utils xz-utils zstd debian-archive-keyring
+  # rootfs without root: user namespaces with subordinate ids
+  uidmap
   # kernel extract tests: the other bzImage payload compressors
   lzop lz4 bzip2
   # OCI: a real registry and an independent client
@@ -30,6 +32,15 @@ $SUDO apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" >/dev/null
 
 # The ECR control plane stand-in for the OCI tests.
 python3 -m pip install --quiet 'moto[server]'
+
+# The unprivileged rootfs test runs as this user, root of a user namespace whose other
+# ids map onto its subordinate range.
+if ! id vmimage-test >/dev/null 2>&1; then
+  $SUDO useradd --system --no-create-home --shell /usr/sbin/nologin vmimage-test
+fi
+for f in /etc/subuid /etc/subgid; do
+  grep -q '^vmimage-test:' "$f" 2>/dev/null || echo 'vmimage-test:200000:65536' | $SUDO tee -a "$f" >/dev/null
+done
 
 # The Debian docker-registry package starts a system service on :5000 that
 # the tests do not use (they start their own on free ports).

@@ -353,6 +353,95 @@ fn test_local_repo_installs_with_real_dpkg_and_maintainer_scripts() {
 // ---------------------------------------------------------------- tampering
 
 /// A small repository (no dpkg needed: every failure comes before installing).
+/// Without root, vmimage re-runs itself as root of a user namespace (the `vmimage-test`
+/// user and its subordinate ids come from scripts/deps.sh), and its tar is the same, byte
+/// for byte, as a root build's: owners, modes, maintainer scripts' work and all.
+#[test]
+fn test_unprivileged_build_in_a_user_namespace_matches_a_root_build() {
+    require(&[
+        "dpkg-deb",
+        "apt-ftparchive",
+        "gpg",
+        "unshare",
+        "chroot",
+        "newuidmap",
+        "setpriv",
+    ]);
+    let user = "vmimage-test";
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    let uid: u32 = passwd
+        .lines()
+        .find_map(|l| l.strip_prefix("vmimage-test:x:"))
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|u| u.parse().ok())
+        .expect("user vmimage-test is missing: run scripts/deps.sh (CI does)");
+    let repo = AptRepo::new();
+    for p in HOST_PACKAGES {
+        repo.add_host_package(p);
+    }
+    add_test_packages(&repo);
+    repo.publish("testing-local", "");
+    let work = tempfile::Builder::new()
+        .prefix("rootfs-userns-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let recipe = write_recipe(work.path(), &repo, "");
+
+    let root_tar = work.path().join("root.tar");
+    let root_cache = work.path().join("root-cache");
+    run_ok(&mut vmimage([
+        "rootfs".as_ref(),
+        recipe.as_os_str(),
+        "--tar".as_ref(),
+        root_tar.as_os_str(),
+        "--cache".as_ref(),
+        root_cache.as_os_str(),
+    ]));
+
+    // Everything the user's build reads must be readable by it; the build's binary may
+    // sit under /root.
+    let bin = work.path().join("vmimage");
+    std::fs::copy(vmimage_tests::vmimage_bin(), &bin).unwrap();
+    run_ok(
+        Command::new("chmod")
+            .args(["-R", "a+rX"])
+            .arg(repo.key.parent().unwrap())
+            .arg(work.path()),
+    );
+    let home = work.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    run_ok(Command::new("chown").arg(format!("{user}:")).arg(&home));
+    let user_tar = home.join("user.tar");
+    let out = run_ok(
+        Command::new("setpriv")
+            .args(["--reuid", user, "--regid", user, "--init-groups", "env"])
+            .arg(format!("HOME={}", home.display()))
+            .arg(&bin)
+            .arg("rootfs")
+            .arg(&recipe)
+            .arg("--tar")
+            .arg(&user_tar)
+            .arg("--cache")
+            .arg(home.join("cache")),
+    );
+    assert!(
+        stderr(&out).is_empty() || !stderr(&out).contains("error"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(sha256_file(&user_tar), sha256_file(&root_tar));
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(&user_tar).unwrap().uid(), uid);
+    // And the tar holds root-owned files, as a root build's does.
+    let listing = run_ok(Command::new("tar").arg("-tvf").arg(&user_tar));
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    let hello = listing
+        .lines()
+        .find(|l| l.ends_with("./usr/bin/hello-app"))
+        .expect("hello-app in the tar");
+    assert!(hello.contains(" 0/0 "), "{hello}");
+}
+
 fn small_repo() -> AptRepo {
     require(&["dpkg-deb", "apt-ftparchive", "gpg"]);
     let repo = AptRepo::new();

@@ -11,7 +11,8 @@
 //!    trigger and writes its final database. `/usr/sbin/policy-rc.d` (exit 101) keeps
 //!    services from starting and is removed afterwards.
 //!
-//! Limits: root only (chroot and mounts); the tree's architecture must run on the host.
+//! Limits: root (chroot and mounts), which a caller that is not root gets inside a user
+//! namespace ([`crate::userns`]); the tree's architecture must run on the host.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -33,6 +33,7 @@ pub mod plan;
 pub mod sbom;
 pub mod tarball;
 pub mod unpack;
+pub mod userns;
 
 pub use build::{BuildOptions, BuildReport, LockOptions, LockReport, OutputKind, build, lock};
 pub use error::RootfsError;

@@ -39,6 +39,16 @@ pub struct Args {
 
 pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     let recipe = vmimage_recipe::Recipe::load(&args.recipe)?;
+    if vmimage_rootfs::userns::needed() {
+        // Not root: run this same command again as root of a user namespace.
+        let exe = std::env::current_exe().context("finding the vmimage binary")?;
+        let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+        let status = vmimage_rootfs::userns::command(&exe, &argv)?
+            .status()
+            .context("running unshare")?;
+        // The inner run printed its own result or error.
+        std::process::exit(status.code().unwrap_or(1));
+    }
     let output = match (args.out, args.tar) {
         (Some(dir), None) => OutputKind::Dir(dir),
         (None, Some(tar)) => OutputKind::Tar(tar),
