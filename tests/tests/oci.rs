@@ -1,7 +1,8 @@
 //! OCI artifacts end to end against real servers on loopback: Debian's
 //! `docker-registry` (plain HTTP, htpasswd basic auth, TLS with a CA made by
 //! openssl), `skopeo` as an independent client, `moto_server` as the ECR
-//! control plane, and a TCP proxy that drops or corrupts traffic.
+//! control plane, a TCP proxy that drops or corrupts traffic, and an HTTP
+//! proxy that refuses OCI 1.1 `artifactType` manifests like older registries.
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -692,6 +693,67 @@ fn test_corrupted_blob_is_refused_and_nothing_is_kept() {
         0,
         "temporary files left behind"
     );
+}
+
+/// `tests/src/strict_proxy.py` in front of a real registry: a registry that refuses
+/// manifests carrying `artifactType`, as registries without OCI 1.1 support do.
+struct StrictProxy {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl StrictProxy {
+    fn start(upstream: &str) -> StrictProxy {
+        use std::io::BufRead;
+        let port = free_port();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/strict_proxy.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg(port.to_string())
+            .arg(upstream)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready");
+        StrictProxy { child, port }
+    }
+}
+
+impl Drop for StrictProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn test_registry_refusing_artifact_type_gets_the_fallback_form() {
+    let reg = TestRegistry::start(RegistryConfig::default());
+    let proxy = StrictProxy::start(&reg.host());
+    let fx = fixture(31);
+    let (layout, digest) = pack(&fx, "v1");
+    let dest = format!("127.0.0.1:{}/vm/plain:v1", proxy.port);
+
+    let pushed = vm_ok(&["push", &layout, &dest, PLAIN], &[]);
+    // Stored without artifactType: another manifest, hence another digest.
+    assert_ne!(pushed["digest"], digest.as_str(), "{pushed}");
+    assert_eq!(pushed["referrers"], 1, "{pushed}");
+
+    let i = vm_ok(&["inspect", &dest, PLAIN], &[]);
+    assert_eq!(i["digest"], pushed["digest"]);
+    // The type now comes from the config's media type, and vmimage still knows it.
+    assert_eq!(i["artifact_type"], "application/vnd.vmimage.config.v1+json");
+    let refs = i["referrers"].as_array().unwrap();
+    assert_eq!(refs.len(), 1, "{i}");
+    assert_eq!(refs[0]["artifactType"], "application/spdx+json");
+
+    let out = fx.dir.path().join("pulled-plain");
+    vm_ok(&["pull", &dest, "--out", out.to_str().unwrap(), PLAIN], &[]);
+    assert_same_files(&fx, &out);
 }
 
 #[test]

@@ -282,14 +282,18 @@ pub async fn push_between(
         } else {
             rbytes
         };
-        let new_digest = dst_store
-            .put_manifest(&rbytes, &rmt, rview.effective_artifact_type(), None)
-            .await?;
+        let new_digest = put_image_manifest(dst_store, &rbytes, &rmt, &rview, None).await?;
+        // What the registry stored (the fallback form, perhaps) describes the referrer.
+        let (sbytes, _, _) = dst_store.resolve(&new_digest).await?;
+        let sview = ManifestView::parse(&sbytes).map_err(|e| TransferError::Format {
+            reference: format!("{dest} referrer {new_digest}"),
+            reason: e.to_string(),
+        })?;
         let mut d = r.clone();
         d.digest = new_digest;
-        d.size = rbytes.len() as u64;
+        d.size = sbytes.len() as u64;
         d.media_type = rmt;
-        d.artifact_type = rview.effective_artifact_type().map(str::to_string);
+        d.artifact_type = sview.effective_artifact_type().map(str::to_string);
         d.annotations = rview.annotations.clone();
         dst_store.add_referrer(&stored, d).await?;
         referrers += 1;
@@ -344,7 +348,14 @@ pub async fn put_image_manifest(
             tracing::warn!(%reason, "registry refused artifactType; retrying without it");
             let mut v: serde_json::Value = serde_json::from_slice(bytes).expect("parsed before");
             if let Some(o) = v.as_object_mut() {
-                o.remove("artifactType");
+                let artifact_type = o.remove("artifactType");
+                // OCI 1.1's fallback: an artifact with an empty config names its type
+                // in the config's media type instead.
+                if let (Some(t), Some(cfg)) = (artifact_type, o.get_mut("config"))
+                    && cfg["mediaType"] == crate::format::EMPTY_MEDIA_TYPE
+                {
+                    cfg["mediaType"] = t;
+                }
             }
             let fallback = crate::format::canonical_json(&v);
             store.put_manifest(&fallback, media_type, at, tag).await
