@@ -68,13 +68,15 @@ impl ControlInfo {
         self.members.get(name).map(|m| m.data.as_slice())
     }
 
-    /// Conffile paths listed in `conffiles` (absolute paths, in file order).
+    /// Conffile paths the package ships, from `conffiles` (absolute paths, in file order).
+    /// Flagged lines (`remove-on-upgrade /path`, deb-conffiles(5)) name files the package
+    /// does not ship and are left out.
     pub fn conffiles(&self) -> Vec<String> {
         self.text_member("conffiles")
             .lines()
             .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(|l| l.split_whitespace().next().unwrap_or(l).to_string())
+            .filter(|l| l.starts_with('/'))
+            .map(str::to_string)
             .collect()
     }
 
@@ -314,5 +316,28 @@ impl DebFile {
     /// The data member's name (`data.tar.xz`, `data.tar.zst`, ...).
     pub fn data_member_name(&self) -> &str {
         &self.data.name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_conffiles_leave_out_flagged_lines() {
+        let info = ControlInfo {
+            control: crate::deb822::parse_paragraphs("Package: p\n")
+                .unwrap()
+                .remove(0),
+            members: BTreeMap::from([(
+                "conffiles".to_string(),
+                ControlMember {
+                    name: "conffiles".into(),
+                    mode: 0o644,
+                    data: b"/etc/a.conf\nremove-on-upgrade /etc/old.conf\n\n/etc/b.conf\n".to_vec(),
+                },
+            )]),
+        };
+        assert_eq!(info.conffiles(), ["/etc/a.conf", "/etc/b.conf"]);
     }
 }

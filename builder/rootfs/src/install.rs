@@ -196,17 +196,11 @@ pub fn install(
     architecture: &str,
     source_date_epoch: i64,
 ) -> Result<(), RootfsError> {
-    let Some(dpkg) = debs.iter().find(|d| d.name == "dpkg") else {
+    if !debs.iter().any(|d| d.name == "dpkg") {
         return Err(RootfsError::Install(
             "the package set has no dpkg, so maintainer scripts cannot run: use variant minbase or essential".into(),
         ));
-    };
-    let dpkg_version = DebFile::open(&dpkg.path)?
-        .control()?
-        .control
-        .get("Version")
-        .unwrap_or_default()
-        .to_string();
+    }
     let order = install_order(debs);
     prepare_dpkg_dirs(root, architecture)?;
     merge_usr(root)?;
@@ -214,6 +208,13 @@ pub fn install(
     let unpacked = crate::unpack::unpack_all(root, debs, &order)?;
     crate::unpack::write_database(root, &unpacked)?;
     tracing::info!(packages = unpacked.len(), elapsed = ?started.elapsed(), "unpacked");
+    let dpkg_version = unpacked
+        .iter()
+        .map(|u| &u.control.control)
+        .find(|c| c.get("Package") == Some("dpkg"))
+        .and_then(|c| c.get("Version"))
+        .unwrap_or_default()
+        .to_string();
 
     let policy = root.join("usr/sbin/policy-rc.d");
     write_file(
@@ -241,10 +242,7 @@ pub fn install(
             control.as_bytes(),
             0o644,
         )?;
-        for m in u.control.members.values() {
-            let mode = if m.mode & 0o111 != 0 { 0o755 } else { 0o644 };
-            write_file(&root.join(&stage).join(&m.name), &m.data, mode)?;
-        }
+        crate::unpack::write_members(&u.control, |m| root.join(&stage).join(m))?;
         let script = format!(
             "set -e\nCI=/var/lib/dpkg/tmp.ci\nrm -rf $CI\nmv {} $CI\n\
              DPKG_MAINTSCRIPT_PACKAGE={name} DPKG_MAINTSCRIPT_PACKAGE_REFCOUNT=1 \

@@ -124,15 +124,9 @@ fn unpack_one(
     let file = DebFile::open(&deb.path)?;
     let control = file.control()?;
     let conffiles: std::collections::HashSet<String> = control
-        .members
-        .get("conffiles")
-        .map(|m| String::from_utf8_lossy(&m.data).into_owned())
-        .unwrap_or_default()
-        .lines()
-        .map(str::trim)
-        // Flagged lines (`remove-on-upgrade /path`) name files the package does not ship.
-        .filter(|l| l.starts_with('/'))
-        .map(|l| l.trim_start_matches('/').to_string())
+        .conffiles()
+        .into_iter()
+        .map(|c| c.trim_start_matches('/').to_string())
         .collect();
     let mut archive = file.data()?;
     archive.set_preserve_permissions(true);
@@ -298,10 +292,7 @@ pub fn write_database(root: &Path, unpacked: &[Unpacked]) -> Result<(), RootfsEr
         let mut list = u.list.join("\n");
         list.push('\n');
         write_file(&info.join(format!("{name}.list")), list.as_bytes(), 0o644)?;
-        for m in c.members.values() {
-            let mode = if m.mode & 0o111 != 0 { 0o755 } else { 0o644 };
-            write_file(&info.join(format!("{name}.{}", m.name)), &m.data, mode)?;
-        }
+        write_members(c, |m| info.join(format!("{name}.{m}")))?;
         if !c.members.contains_key("md5sums") {
             // dpkg writes one from what it unpacked when a package ships none.
             let sums = md5sums(root, u)?;
@@ -320,15 +311,7 @@ pub fn write_database(root: &Path, unpacked: &[Unpacked]) -> Result<(), RootfsEr
                 stanza.push_str("Status: install ok unpacked\n");
             }
         }
-        let conffiles: Vec<&str> = c
-            .members
-            .get("conffiles")
-            .map(|m| std::str::from_utf8(&m.data).unwrap_or(""))
-            .unwrap_or("")
-            .lines()
-            .map(str::trim)
-            .filter(|l| l.starts_with('/'))
-            .collect();
+        let conffiles = c.conffiles();
         if !conffiles.is_empty() {
             stanza.push_str("Conffiles:\n");
             for f in conffiles {
@@ -373,6 +356,19 @@ pub fn write_database(root: &Path, unpacked: &[Unpacked]) -> Result<(), RootfsEr
         let mut t = pkgs.join("\n");
         t.push('\n');
         write_file(&triggers.join(trigger), t.as_bytes(), 0o644)?;
+    }
+    Ok(())
+}
+
+/// Writes every control member but `control` to `path(member name)`, executable when
+/// the archive had it so (the maintainer scripts).
+pub fn write_members(
+    control: &ControlInfo,
+    path: impl Fn(&str) -> PathBuf,
+) -> Result<(), RootfsError> {
+    for m in control.members.values() {
+        let mode = if m.mode & 0o111 != 0 { 0o755 } else { 0o644 };
+        write_file(&path(&m.name), &m.data, mode)?;
     }
     Ok(())
 }
