@@ -121,21 +121,19 @@ impl DataSink {
     /// `first_logical`) and extends `extents`.
     fn plan(
         &mut self,
-        buf: &[u8],
         first_logical: u64,
+        zero: &[bool],
         extents: &mut Vec<FileExtent>,
     ) -> Vec<Write> {
         let mut writes = Vec::new();
-        let nblocks = buf.len().div_ceil(BS);
-        let block = |k: usize| &buf[k * BS..((k + 1) * BS).min(buf.len())];
         let mut i = 0;
-        while i < nblocks {
-            if is_zero(block(i)) {
+        while i < zero.len() {
+            if zero[i] {
                 i += 1;
                 continue;
             }
             let start = i;
-            while i < nblocks && !is_zero(block(i)) {
+            while i < zero.len() && !zero[i] {
                 i += 1;
             }
             let mut done = start;
@@ -152,7 +150,8 @@ impl DataSink {
         writes
     }
 
-    /// Plans `buf` and queues it for the writer thread.
+    /// Plans `buf` and queues it for the writer thread. `scanned` is the file's digest
+    /// and zero-block map when the reader already made them.
     fn put(
         &mut self,
         file: usize,
@@ -160,9 +159,13 @@ impl DataSink {
         first_logical: u64,
         extents: &mut Vec<FileExtent>,
         last: bool,
-        digest: Option<[u8; 32]>,
+        scanned: Option<([u8; 32], Vec<bool>)>,
     ) -> Result<(), Ext4WriteError> {
-        let writes = self.plan(&buf, first_logical, extents);
+        let (digest, zero) = match scanned {
+            Some((d, z)) => (Some(d), z),
+            None => (None, zero_blocks(&buf)),
+        };
+        let writes = self.plan(first_logical, &zero, extents);
         self.queued_bytes += buf.len();
         self.queued.push(Piece {
             file,
@@ -333,29 +336,35 @@ impl DataSink {
             .par_iter()
             .map(|(src, size, path)| {
                 let buf = read_small(src, *size, path)?;
+                let zero = zero_blocks(&buf);
                 let mut h = Sha256::new();
-                hash_blocks(&mut h, &buf, 0);
+                hash_blocks(&mut h, &buf, 0, |k| zero[k]);
                 let digest: [u8; 32] = h.finalize().into();
-                Ok((buf, digest))
+                Ok((buf, (digest, zero)))
             })
             .collect();
         let mut out = Vec::with_capacity(files.len());
         for c in contents {
-            let (buf, digest) = c?;
+            let (buf, scanned) = c?;
             let file = self.new_file();
             let mut extents = Vec::new();
-            self.put(file, buf, 0, &mut extents, true, Some(digest))?;
+            self.put(file, buf, 0, &mut extents, true, Some(scanned))?;
             out.push(extents);
         }
         Ok(out)
     }
 }
 
-/// Feeds the non-zero blocks of `buf` (file bytes from block
-/// `first_logical`), each with its position, to `h`.
-fn hash_blocks(h: &mut Sha256, buf: &[u8], first_logical: u64) {
+/// Which 4 KiB blocks of `buf` are all zeros (left as holes).
+fn zero_blocks(buf: &[u8]) -> Vec<bool> {
+    buf.chunks(BS).map(is_zero).collect()
+}
+
+/// Feeds the blocks of `buf` (file bytes from block `first_logical`) that are not
+/// `zero(k)`, each with its position, to `h`.
+fn hash_blocks(h: &mut Sha256, buf: &[u8], first_logical: u64, zero: impl Fn(usize) -> bool) {
     for (k, block) in buf.chunks(BS).enumerate() {
-        if !is_zero(block) {
+        if !zero(k) {
             h.update((first_logical + k as u64).to_le_bytes());
             h.update(block);
         }
@@ -390,10 +399,12 @@ fn write_loop(
             };
             for w in &p.writes {
                 let end = (w.off + w.n as usize * BS).min(p.buf.len());
+                // A planned run holds only non-zero blocks.
                 hash_blocks(
                     &mut h,
                     &p.buf[w.off..end],
                     p.first_logical + (w.off / BS) as u64,
+                    |_| false,
                 );
             }
             if p.last {
